@@ -1,0 +1,1 @@
+"""RTP media library: packets, jitter buffer, codecs, SRTP, ports, receiver."""

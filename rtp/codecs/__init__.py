@@ -1,0 +1,1 @@
+"""Audio codecs: payload bytes to PCM16."""

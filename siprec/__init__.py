@@ -1,0 +1,3 @@
+"""SIPREC (RFC 7865/7866) session recording server."""
+
+__version__ = "0.1.0"

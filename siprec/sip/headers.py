@@ -1,0 +1,383 @@
+"""Header names and the structured header values the stack relies on (RFC 3261 sections 7.3 and 20).
+
+Pure functions over strings: canonical names (compact forms expanded), comma splitting that respects quotes and
+angle brackets, generic parameters, and the typed values Via, name-addr (From/To/Contact/Route) and CSeq.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from siprec.sip.errors import SipParseError
+
+# RFC 3261 section 7.3.3 and later RFCs (3262, 3515, 3841, 3892, 4028, 4474, 6665).
+COMPACT_FORMS: dict[str, str] = {
+    "a": "Accept-Contact",
+    "b": "Referred-By",
+    "c": "Content-Type",
+    "d": "Request-Disposition",
+    "e": "Content-Encoding",
+    "f": "From",
+    "i": "Call-ID",
+    "j": "Reject-Contact",
+    "k": "Supported",
+    "l": "Content-Length",
+    "m": "Contact",
+    "n": "Identity-Info",
+    "o": "Event",
+    "r": "Refer-To",
+    "s": "Subject",
+    "t": "To",
+    "u": "Allow-Events",
+    "v": "Via",
+    "x": "Session-Expires",
+    "y": "Identity",
+}
+
+# Spellings that title-casing would get wrong.
+_SPECIAL_SPELLING: dict[str, str] = {
+    "call-id": "Call-ID",
+    "cseq": "CSeq",
+    "www-authenticate": "WWW-Authenticate",
+    "min-se": "Min-SE",
+    "mime-version": "MIME-Version",
+    "rseq": "RSeq",
+    "rack": "RAck",
+    "sip-etag": "SIP-ETag",
+    "sip-if-match": "SIP-If-Match",
+    "p-asserted-identity": "P-Asserted-Identity",
+    "p-preferred-identity": "P-Preferred-Identity",
+}
+
+# Headers whose value is a comma-separated list (RFC 3261 section 7.3.1). Others (Date, WWW-Authenticate,
+# Authorization, ...) contain commas that do not separate values.
+MULTI_VALUE: frozenset[str] = frozenset(
+    {
+        "Accept",
+        "Accept-Encoding",
+        "Accept-Language",
+        "Allow",
+        "Allow-Events",
+        "Contact",
+        "Content-Encoding",
+        "Content-Language",
+        "Proxy-Require",
+        "Record-Route",
+        "Require",
+        "Route",
+        "Supported",
+        "Unsupported",
+        "Via",
+        "Warning",
+        "Path",
+        "Service-Route",
+    }
+)
+
+# Headers that may appear at most once; a second copy is a malformed message (RFC 4475 section 3.1.2.19, 3.3.x).
+SINGLE_VALUE: frozenset[str] = frozenset(
+    {"Call-ID", "CSeq", "From", "To", "Max-Forwards", "Content-Length", "Content-Type", "Expires"}
+)
+
+
+def canonical_name(name: str) -> str:
+    """`v` -> `Via`, `call-id` -> `Call-ID`, `x-foo-bar` -> `X-Foo-Bar`."""
+    low = name.strip().lower()
+    if len(low) == 1 and low in COMPACT_FORMS:
+        return COMPACT_FORMS[low]
+    special = _SPECIAL_SPELLING.get(low)
+    if special is not None:
+        return special
+    return "-".join(part[:1].upper() + part[1:] for part in low.split("-"))
+
+
+def split_comma(value: str) -> list[str]:
+    """Split a header value at top-level commas: not inside "quoted strings" (with escapes) or <uris>."""
+    parts: list[str] = []
+    start = 0
+    in_quotes = False
+    in_angle = False
+    i = 0
+    n = len(value)
+    while i < n:
+        ch = value[i]
+        if in_quotes:
+            if ch == "\\":
+                i += 1
+            elif ch == '"':
+                in_quotes = False
+        elif ch == '"':
+            in_quotes = True
+        elif ch == "<":
+            in_angle = True
+        elif ch == ">":
+            in_angle = False
+        elif ch == "," and not in_angle:
+            parts.append(value[start:i].strip())
+            start = i + 1
+        i += 1
+    if in_quotes:
+        raise SipParseError("unterminated quoted string")
+    parts.append(value[start:].strip())
+    return [p for p in parts if p]
+
+
+def unquote(value: str) -> str:
+    """Remove surrounding quotes of a quoted-string and resolve its backslash escapes."""
+    value = value.strip()
+    if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+        out: list[str] = []
+        i = 1
+        while i < len(value) - 1:
+            ch = value[i]
+            if ch == "\\" and i + 1 < len(value) - 1:
+                i += 1
+                ch = value[i]
+            out.append(ch)
+            i += 1
+        return "".join(out)
+    return value
+
+
+def quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _split_unquoted(text: str, sep: str) -> list[str]:
+    parts: list[str] = []
+    start = 0
+    in_quotes = False
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if in_quotes:
+            if ch == "\\":
+                i += 1
+            elif ch == '"':
+                in_quotes = False
+        elif ch == '"':
+            in_quotes = True
+        elif ch == sep:
+            parts.append(text[start:i])
+            start = i + 1
+        i += 1
+    if in_quotes:
+        raise SipParseError("unterminated quoted string")
+    parts.append(text[start:])
+    return parts
+
+
+def parse_params(text: str) -> dict[str, str | None]:
+    """`;a=1;b;c="x y"` (leading ';' optional) -> {'a': '1', 'b': None, 'c': 'x y'}; names lower-cased."""
+    params: dict[str, str | None] = {}
+    text = text.strip()
+    if not text:
+        return params
+    if text.startswith(";"):
+        text = text[1:]
+    for raw in _split_unquoted(text, ";"):
+        raw = raw.strip()
+        if not raw:
+            raise SipParseError("empty header parameter")
+        if "=" in raw:
+            name, _, val = raw.partition("=")
+            name = name.strip()
+            val = val.strip()
+            if not name:
+                raise SipParseError("header parameter without a name")
+            params[name.lower()] = unquote(val) if val.startswith('"') else val
+        else:
+            params[raw.lower()] = None
+    return params
+
+
+def format_params(params: dict[str, str | None]) -> str:
+    out: list[str] = []
+    for name, val in params.items():
+        if val is None:
+            out.append(f";{name}")
+        elif _needs_quotes(val):
+            out.append(f";{name}={quote(val)}")
+        else:
+            out.append(f";{name}={val}")
+    return "".join(out)
+
+
+_TOKEN_EXTRA = set("-.!%*_+`'~:[]")
+
+
+def _needs_quotes(val: str) -> bool:
+    return any(not (c.isalnum() or c in _TOKEN_EXTRA) for c in val) or val == ""
+
+
+@dataclass
+class Via:
+    """One Via value: `SIP/2.0/UDP host:port;branch=z9hG4bK...;rport`."""
+
+    transport: str
+    host: str
+    port: int | None = None
+    params: dict[str, str | None] = field(default_factory=dict)
+    protocol: str = "SIP/2.0"
+
+    @property
+    def branch(self) -> str | None:
+        return self.params.get("branch")
+
+    @property
+    def sent_by(self) -> str:
+        return f"{self.host}:{self.port}" if self.port is not None else self.host
+
+    def __str__(self) -> str:
+        return f"{self.protocol}/{self.transport} {self.sent_by}{format_params(self.params)}"
+
+
+def _parse_hostport(text: str, what: str) -> tuple[str, int | None]:
+    text = text.strip()
+    if not text:
+        raise SipParseError(f"{what}: missing host")
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise SipParseError(f"{what}: unterminated IPv6 reference")
+        host = text[: end + 1]
+        rest = text[end + 1 :]
+        if not rest:
+            return host, None
+        if not rest.startswith(":"):
+            raise SipParseError(f"{what}: junk after IPv6 reference")
+        port_text = rest[1:]
+    else:
+        host, sep, port_text = text.partition(":")
+        if not sep:
+            _check_host(host, what)
+            return host, None
+        _check_host(host, what)
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise SipParseError(f"{what}: bad port {port_text!r}")
+    return host, int(port_text)
+
+
+def _check_host(host: str, what: str) -> None:
+    if not host or any(not (c.isalnum() or c in "-._") for c in host):
+        raise SipParseError(f"{what}: bad host {host!r}")
+
+
+def parse_via(value: str) -> Via:
+    """Parse ONE Via value (split the header with `split_comma` first)."""
+    value = value.strip()
+    proto, sep, rest = value.partition(" ")
+    if not sep:
+        # "SIP/2.0/UDP\thost" is legal LWS too.
+        proto, sep, rest = value.partition("\t")
+    parts = [p.strip() for p in proto.split("/")]
+    if not sep or len(parts) != 3 or not all(parts):
+        raise SipParseError("Via: bad sent-protocol")
+    protocol = f"{parts[0].upper()}/{parts[1]}"
+    if protocol != "SIP/2.0":
+        raise SipParseError(f"Via: unsupported protocol {protocol}")
+    # The sent-protocol may have LWS around '/': rejoin tokens before the host.
+    rest = rest.strip()
+    hostport, _, param_text = rest.partition(";")
+    params = parse_params(param_text) if param_text or rest.endswith(";") else {}
+    host, port = _parse_hostport(hostport.strip(), "Via")
+    return Via(transport=parts[2].upper(), host=host, port=port, params=params, protocol=protocol)
+
+
+@dataclass
+class NameAddr:
+    """From/To/Contact/Route/Record-Route value: optional display name, a URI, header parameters."""
+
+    uri: str
+    display_name: str | None = None
+    params: dict[str, str | None] = field(default_factory=dict)
+    # True when the value was written as addr-spec without <>; serialised with <> anyway (always legal).
+    bare: bool = False
+
+    @property
+    def tag(self) -> str | None:
+        return self.params.get("tag")
+
+    def __str__(self) -> str:
+        name = f"{quote(self.display_name)} " if self.display_name is not None else ""
+        return f"{name}<{self.uri}>{format_params(self.params)}"
+
+
+def parse_name_addr(value: str, *, what: str = "name-addr") -> NameAddr:
+    """Parse one name-addr or addr-spec. For addr-spec, parameters after the URI belong to the header
+    (RFC 3261 section 20.10), which is what `;tag=` relies on."""
+    value = value.strip()
+    if not value:
+        raise SipParseError(f"{what}: empty")
+    if value == "*":
+        return NameAddr(uri="*", bare=True)
+    lt = _find_unquoted(value, "<")
+    if lt >= 0:
+        display = value[:lt].strip()
+        gt = value.find(">", lt)
+        if gt < 0:
+            raise SipParseError(f"{what}: missing '>'")
+        uri = value[lt + 1 : gt].strip()
+        rest = value[gt + 1 :].strip()
+        if rest and not rest.startswith(";"):
+            raise SipParseError(f"{what}: junk after '>'")
+        display_name: str | None
+        if not display:
+            display_name = None
+        elif display.startswith('"'):
+            if not display.endswith('"') or len(display) < 2:
+                raise SipParseError(f"{what}: bad quoted display name")
+            display_name = unquote(display)
+        else:
+            display_name = " ".join(display.split())
+        if not uri:
+            raise SipParseError(f"{what}: empty URI")
+        if any(c.isspace() for c in uri):
+            raise SipParseError(f"{what}: whitespace in URI")
+        return NameAddr(uri=uri, display_name=display_name, params=parse_params(rest))
+    # addr-spec: no display name; the URI ends at the first ';' (URI params would need <>), and may not hold
+    # ',', '?' or ';' (RFC 3261 section 20.10).
+    uri, sep, rest = value.partition(";")
+    uri = uri.strip()
+    if any(c.isspace() for c in uri) or '"' in uri:
+        raise SipParseError(f"{what}: bad addr-spec")
+    if "?" in uri:
+        raise SipParseError(f"{what}: addr-spec with headers needs <>")
+    return NameAddr(uri=uri, params=parse_params(rest) if sep else {}, bare=True)
+
+
+def _find_unquoted(text: str, ch: str) -> int:
+    in_quotes = False
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if in_quotes:
+            if c == "\\":
+                i += 1
+            elif c == '"':
+                in_quotes = False
+        elif c == '"':
+            in_quotes = True
+        elif c == ch:
+            return i
+        i += 1
+    return -1
+
+
+@dataclass(frozen=True)
+class CSeq:
+    seq: int
+    method: str
+
+    def __str__(self) -> str:
+        return f"{self.seq} {self.method}"
+
+
+def parse_cseq(value: str) -> CSeq:
+    parts = value.split()
+    if len(parts) != 2 or not parts[0].isdigit():
+        raise SipParseError("CSeq: expected '<number> <method>'")
+    seq = int(parts[0])
+    if seq >= 2**31:
+        raise SipParseError("CSeq: sequence number out of range")
+    return CSeq(seq, parts[1])
