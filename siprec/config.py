@@ -1,0 +1,598 @@
+"""Typed configuration: pydantic v2 models per section, loaded from YAML then environment overrides.
+
+Precedence (lowest first): model defaults < YAML file < IZI SIPREC alias variables < SIPREC__SECTION__KEY variables.
+Every problem is collected and reported together (ConfigError.problems), each with its dotted key path.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import typing
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+ENV_PREFIX = "SIPREC__"
+REDACTED = "***"
+
+# Variable names documented by the IZI SIPREC API reference, mapped onto our keys.
+ENV_ALIASES: dict[str, tuple[str, ...]] = {
+    "RECORDING_COMBINE_LEGS": ("recording", "combine_legs"),
+    "ANALYTICS_ENABLED": ("analytics", "enabled"),
+    "ENABLE_REALTIME_AMQP": ("amqp", "enabled"),
+    "PUBLISH_PARTIAL_TRANSCRIPTS": ("amqp", "publish_partial_transcripts"),
+    "PUBLISH_FINAL_TRANSCRIPTS": ("amqp", "publish_final_transcripts"),
+    "PUBLISH_SENTIMENT_UPDATES": ("amqp", "publish_sentiment_updates"),
+    "PUBLISH_KEYWORD_DETECTIONS": ("amqp", "publish_keyword_detections"),
+    "PUBLISH_SPEAKER_CHANGES": ("amqp", "publish_speaker_changes"),
+}
+
+# --------------------------------------------------------------------------- field types
+
+
+def _split_csv(value: Any) -> Any:
+    """Lists may be given as "a, b" (env vars are strings); numbers become strings so "[1, 2]" still fits list[str]."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, list):
+        return [str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v for v in value]
+    return value
+
+
+def _parse_networks(value: Any) -> Any:
+    value = _split_csv(value)
+    if not isinstance(value, list):
+        return value  # pydantic reports the type error
+    nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    bad: list[str] = []
+    for i, item in enumerate(value):
+        try:
+            nets.append(ipaddress.ip_network(item if isinstance(item, str) else str(item), strict=False))
+        except ValueError:
+            bad.append(f"item {i} {item!r}")
+    if bad:
+        raise ValueError(f"not a valid IP address or CIDR network: {', '.join(bad)}")
+    return nets
+
+
+CsvList = Annotated[list[str], BeforeValidator(_split_csv)]
+Networks = Annotated[list[ipaddress.IPv4Network | ipaddress.IPv6Network], BeforeValidator(_parse_networks)]
+Port = Annotated[int, Field(ge=0, le=65535)]
+RtpPort = Annotated[int, Field(ge=1, le=65535)]
+
+
+def _require_scheme(value: str, schemes: tuple[str, ...], what: str) -> str:
+    if not value.startswith(schemes):
+        raise ValueError(f"{what} must start with {' or '.join(schemes)}")
+    return value
+
+
+def redact_url(url: str) -> str:
+    """Hide the password of scheme://user:password@host (keep the user: it helps debugging)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    netloc, slash, tail = rest.partition("/")
+    userinfo, at, host = netloc.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:{REDACTED}@{host}{slash}{tail}"
+
+
+# --------------------------------------------------------------------------- base section
+
+CrossCheck = tuple[tuple[str, ...], str, frozenset[str]]  # (loc, message, top-level fields it depends on)
+
+
+class _Section(BaseModel):
+    """Base of every section: unknown keys are errors; field errors and cross-field errors are reported together."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def _cross_checks(self) -> list[CrossCheck]:
+        return []
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _validate_all(cls, data: Any, handler: Callable[[Any], Any]) -> Any:
+        if isinstance(data, Mapping):
+            # A YAML section with every key commented out is null: treat it as empty.
+            data = {
+                k: ({} if v is None and _submodel(cls, k) is not None else v) for k, v in data.items()
+            }
+        try:
+            model = handler(data)
+            first: ValidationError | None = None
+            failed: set[Any] = set()
+        except ValidationError as exc:
+            if not isinstance(data, Mapping):
+                raise
+            first, failed = exc, {e["loc"][0] for e in exc.errors() if e["loc"]}
+            try:  # validate the rest so that cross-field checks on valid fields still run
+                model = handler({k: v for k, v in data.items() if k not in failed})
+            except ValidationError:
+                raise exc from None
+        cross = [c for c in model._cross_checks() if not (c[2] & failed)]
+        if not cross:
+            if first is not None:
+                raise first
+            return model
+        details = [
+            InitErrorDetails(type=PydanticCustomError(e["type"], "{msg}", {"msg": e["msg"]}), loc=e["loc"], input=e["input"])
+            for e in (first.errors() if first is not None else [])
+        ]
+        details += [
+            InitErrorDetails(type=PydanticCustomError("cross_field", "{msg}", {"msg": msg}), loc=loc, input=None)
+            for loc, msg, _ in cross
+        ]
+        raise ValidationError.from_exception_data(cls.__name__, details)
+
+
+def _submodel(model: type[BaseModel], name: Any) -> type[BaseModel] | None:
+    field = model.model_fields.get(name) if isinstance(name, str) else None
+    ann = field.annotation if field else None
+    return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+
+
+# --------------------------------------------------------------------------- sections
+
+
+class SipConfig(_Section):
+    host: str = "0.0.0.0"
+    advertised_host: str = ""
+    udp_port: Port = 5060
+    tcp_port: Port = 5060
+    tls_port: Port = 0
+    tls_cert: str = ""
+    tls_key: str = ""
+    require_siprec: bool = False
+    session_expires: int = Field(1800, ge=90)
+    min_se: int = Field(90, ge=90)
+    trusted_sources: Networks = Field(default_factory=list)
+    max_message_size: int = Field(65535, ge=1500, le=1_048_576)
+
+    def _cross_checks(self) -> list[CrossCheck]:
+        out: list[CrossCheck] = []
+        if self.tls_port and not (self.tls_cert and self.tls_key):
+            missing = " and ".join(k for k in ("tls_cert", "tls_key") if not getattr(self, k))
+            out.append((("tls_port",), f"tls_port {self.tls_port} requires {missing}", frozenset({"tls_port", "tls_cert", "tls_key"})))
+        if self.session_expires < self.min_se:
+            out.append((
+                ("session_expires",),
+                f"session_expires ({self.session_expires}) must be >= min_se ({self.min_se})",
+                frozenset({"session_expires", "min_se"}),
+            ))
+        return out
+
+    def source_allowed(self, addr: str) -> bool:
+        """True when trusted_sources is empty or addr falls in one of its networks."""
+        if not self.trusted_sources:
+            return True
+        try:
+            ip = ipaddress.ip_address(addr)
+        except ValueError:
+            return False
+        return any(ip in net for net in self.trusted_sources)
+
+
+class RtpConfig(_Section):
+    port_min: RtpPort = 16384
+    port_max: RtpPort = 32767
+    jitter_ms: int = Field(60, ge=0, le=5000)
+    rtp_timeout_s: float = Field(60, gt=0)
+
+    def _cross_checks(self) -> list[CrossCheck]:
+        both = frozenset({"port_min", "port_max"})
+        out: list[CrossCheck] = []
+        if self.port_min % 2:
+            out.append((("port_min",), f"port_min ({self.port_min}) must be even (RTP even, RTCP odd)", frozenset({"port_min"})))
+        if self.port_min >= self.port_max:
+            out.append((("port_min",), f"port_min ({self.port_min}) must be less than port_max ({self.port_max})", both))
+        elif self.port_max - self.port_min + 1 < 4:
+            out.append((("port_max",), f"range {self.port_min}-{self.port_max} must hold at least 4 ports", both))
+        return out
+
+
+class EncryptionConfig(_Section):
+    enabled: bool = False
+    key_file: str = ""
+
+    def _cross_checks(self) -> list[CrossCheck]:
+        if self.enabled and not self.key_file:
+            return [(("key_file",), "required when encryption is enabled", frozenset({"enabled", "key_file"}))]
+        return []
+
+
+class RecordingConfig(_Section):
+    dir: Path = Path("./recordings")
+    combine_legs: bool = True
+    pause_mode: Literal["silence", "drop"] = "silence"
+    format: Literal["wav", "flac"] = "wav"
+    encryption: EncryptionConfig = Field(default_factory=EncryptionConfig)
+
+
+class SttConfig(_Section):
+    provider: str = Field("whisper", min_length=1)  # names are checked later by the STT registry
+    fallback: CsvList = Field(default_factory=list)
+    language: str = "en-US"
+    partials: bool = True
+    max_concurrent: int = Field(0, ge=0)
+
+
+class HttpConfig(_Section):
+    host: str = "0.0.0.0"
+    port: Port = 8080
+    enable_metrics: bool = True
+    cors_origins: CsvList = Field(default_factory=list)
+
+
+class AuthConfig(_Section):
+    api_keys: CsvList = Field(default_factory=list, repr=False)
+    jwt_secret: str = Field("", repr=False)
+    require_auth_for_reads: bool = False
+
+
+class PauseResumeConfig(_Section):
+    enabled: bool = True
+    per_session: bool = True
+    require_auth: bool = True
+    api_key: str = Field("", repr=False)
+
+
+class AmqpConfig(_Section):
+    enabled: bool = False
+    url: str = Field("amqp://guest:guest@127.0.0.1:5672/", repr=False)
+    exchange: str = Field("siprec.events", min_length=1)
+    publish_partial_transcripts: bool = True
+    publish_final_transcripts: bool = True
+    publish_sentiment_updates: bool = True
+    publish_keyword_detections: bool = True
+    publish_speaker_changes: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return _require_scheme(v, ("amqp://", "amqps://"), "url")
+
+
+class AnalyticsConfig(_Section):
+    enabled: bool = True
+    keywords: CsvList = Field(default_factory=list)
+    snapshot_interval_s: float = Field(5, gt=0)
+
+
+class PerSourceLimits(_Section):
+    concurrent: int = Field(0, ge=0)
+    hourly: int = Field(0, ge=0)
+    daily: int = Field(0, ge=0)
+
+
+class LimitsConfig(_Section):
+    max_sessions: int = Field(0, ge=0)
+    per_source: PerSourceLimits = Field(default_factory=PerSourceLimits)
+
+
+class StoreConfig(_Section):
+    url: str = Field("sqlite:///./siprec.db", repr=False)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        scheme, sep, _ = v.partition("://")
+        base = scheme.split("+", 1)[0]  # allow SQLAlchemy driver suffixes (postgresql+asyncpg)
+        if not sep or base not in ("sqlite", "postgresql", "postgres") or (base == "sqlite" and not v.startswith(f"{scheme}:///")):
+            raise ValueError("url must start with sqlite:/// or postgresql:// (or postgres://)")
+        return v
+
+
+class RedisConfig(_Section):
+    url: str = Field("", repr=False)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return v if v == "" else _require_scheme(v, ("redis://", "rediss://"), "url")
+
+
+class LogConfig(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = v.strip().upper()
+            return "WARNING" if v == "WARN" else v
+        return v
+
+
+class WebhooksConfig(_Section):
+    urls: CsvList = Field(default_factory=list, repr=False)
+    secret: str = Field("", repr=False)
+    timeout_s: float = Field(5, gt=0, le=300)
+    max_retries: int = Field(5, ge=0, le=100)
+
+    @field_validator("urls")
+    @classmethod
+    def _urls(cls, v: list[str]) -> list[str]:
+        bad = [u for u in v if not u.startswith(("http://", "https://"))]
+        if bad:
+            raise ValueError(f"every url must start with http:// or https:// (bad: {', '.join(map(redact_url, bad))})")
+        return v
+
+
+_WILDCARD_HOSTS = ("", "0.0.0.0", "::", "[::]")
+
+
+class Config(_Section):
+    """The whole server configuration; build it with load_config()."""
+
+    sip: SipConfig = Field(default_factory=SipConfig)
+    rtp: RtpConfig = Field(default_factory=RtpConfig)
+    recording: RecordingConfig = Field(default_factory=RecordingConfig)
+    stt: SttConfig = Field(default_factory=SttConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    pause_resume: PauseResumeConfig = Field(default_factory=PauseResumeConfig)
+    amqp: AmqpConfig = Field(default_factory=AmqpConfig)
+    analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    redis: RedisConfig = Field(default_factory=RedisConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+    webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
+
+    # Paths whose values are secrets: redacted by to_public_dict() and in error messages.
+    SECRET_PATHS: ClassVar[frozenset[str]] = frozenset(
+        {"auth.api_keys", "auth.jwt_secret", "pause_resume.api_key", "webhooks.secret"}
+    )
+    URL_PATHS: ClassVar[frozenset[str]] = frozenset({"amqp.url", "store.url", "redis.url", "webhooks.urls"})
+
+    _source: Path | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> Path | None:
+        """The YAML file this config was loaded from (None for defaults), e.g. for /api/config/reload."""
+        return self._source
+
+    def _cross_checks(self) -> list[CrossCheck]:
+        # Same TCP port on overlapping addresses: the second bind would fail at start, say so now.
+        out: list[CrossCheck] = []
+        sip, http = self.sip, self.http
+        for key in ("tcp_port", "tls_port"):
+            port = getattr(sip, key)
+            same_host = sip.host == http.host or sip.host in _WILDCARD_HOSTS or http.host in _WILDCARD_HOSTS
+            if port and port == http.port and same_host:
+                out.append((("http", "port"), f"port {port} is also sip.{key}", frozenset({"sip", "http"})))
+        rtp = self.rtp
+        if sip.udp_port and rtp.port_min <= sip.udp_port <= rtp.port_max:
+            out.append((("rtp", "port_min"), f"range {rtp.port_min}-{rtp.port_max} includes sip.udp_port {sip.udp_port}", frozenset({"sip", "rtp"})))
+        return out
+
+    def to_public_dict(self) -> dict[str, Any]:
+        """JSON-ready dict with secrets replaced by "***" and URL passwords hidden (for GET /api/config)."""
+        data = self.model_dump(mode="json")
+        for path in self.SECRET_PATHS:
+            section, key = path.split(".")
+            value = data[section][key]
+            data[section][key] = [REDACTED] * len(value) if isinstance(value, list) else (REDACTED if value else "")
+        for path in self.URL_PATHS:
+            section, key = path.split(".")
+            value = data[section][key]
+            data[section][key] = [redact_url(v) for v in value] if isinstance(value, list) else redact_url(value)
+        return data
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    path: str  # dotted key path ("sip.udp_port"), or the file name for file-level problems
+    message: str
+    env_var: str | None = None  # the variable that set the value, when it came from the environment
+
+    def __str__(self) -> str:
+        origin = f" (from {self.env_var})" if self.env_var else ""
+        return f"{self.path}: {self.message}{origin}"
+
+
+class ConfigError(Exception):
+    """Invalid configuration: every problem found, not only the first."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+# --------------------------------------------------------------------------- loading
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate keys (PyYAML silently keeps the last one)."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([ConfigProblem(name, "config file not found")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([ConfigProblem(name, f"cannot read config file: {exc}")]) from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([ConfigProblem(name, f"invalid YAML: {where}{problem}")]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError([ConfigProblem(name, "top level must be a mapping of sections (sip:, rtp:, ...)")])
+    return data
+
+
+def _field_at(path: tuple[str, ...]) -> tuple[type[BaseModel] | None, Any, str | None]:
+    """Walk Config along path: (owning model, field annotation, unknown-key hint or None if known)."""
+    model: type[BaseModel] = Config
+    ann: Any = Config
+    for i, key in enumerate(path):
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return None, None, "unknown key"
+        model = ann
+        if key not in model.model_fields:
+            return model, None, _unknown_key_message(key, model)
+        ann = model.model_fields[key].annotation
+        if i == len(path) - 1:
+            return model, ann, None
+    return model, ann, None
+
+
+def _unknown_key_message(key: str, model: type[BaseModel]) -> str:
+    close = difflib.get_close_matches(key, list(model.model_fields), n=1, cutoff=0.6)
+    return f"unknown key; did you mean {close[0]}?" if close else "unknown key"
+
+
+def _parse_env_value(raw: str, ann: Any) -> Any:
+    """Strings stay verbatim (YAML would turn "no" into False); other types are parsed as YAML scalars/lists."""
+    if ann in (str, Path):
+        return raw
+    if typing.get_origin(ann) is list and not raw.lstrip().startswith("["):
+        return raw  # comma-separated; the field splits it
+    try:
+        return yaml.safe_load(raw) if raw.strip() else raw
+    except yaml.YAMLError:
+        return raw  # let the field validator report it with the raw text
+
+
+def _env_overrides(env: Mapping[str, str]) -> tuple[list[tuple[tuple[str, ...], Any, str]], list[ConfigProblem]]:
+    """(path, value, variable) for each alias then each SIPREC__ variable, plus problems with unknown names."""
+    aliases: list[tuple[tuple[str, ...], Any, str]] = []
+    direct: list[tuple[tuple[str, ...], Any, str]] = []
+    problems: list[ConfigProblem] = []
+    for name, raw in sorted(env.items()):
+        upper = name.upper()
+        if upper in ENV_ALIASES:
+            path = ENV_ALIASES[upper]
+            aliases.append((path, _parse_env_value(raw, _field_at(path)[1]), name))
+            continue
+        if not upper.startswith(ENV_PREFIX):
+            continue
+        parts = tuple(p.lower() for p in name[len(ENV_PREFIX):].split("__"))
+        if not all(parts):
+            problems.append(ConfigProblem(name, f"expected {ENV_PREFIX}<SECTION>__<KEY> with non-empty parts"))
+            continue
+        _, ann, unknown = _field_at(parts)
+        if unknown:
+            problems.append(ConfigProblem(".".join(parts), unknown, name))
+            continue
+        direct.append((parts, _parse_env_value(raw, ann), name))
+    return aliases + direct, problems
+
+
+def _set_path(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    node = data
+    for key in path[:-1]:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = {}  # a scalar/null here is replaced; the override wins
+            node[key] = child
+        node = child
+    node[path[-1]] = value
+
+
+def _show_input(path: str, value: Any) -> str:
+    """The offending value for an error message, never a secret."""
+    key = ".".join(path.split(".")[:2])  # "auth.api_keys.0" -> "auth.api_keys"
+    if key in Config.SECRET_PATHS:
+        return REDACTED
+    if key in Config.URL_PATHS and isinstance(value, str):
+        value = redact_url(value)
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _iter_problems(exc: ValidationError, origins: dict[tuple[str, ...], str]) -> Iterator[ConfigProblem]:
+    for err in exc.errors():
+        loc = tuple(str(p) for p in err["loc"])
+        path = ".".join(loc) or "config"
+        env_var = next((origins[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in origins), None)
+        kind, msg = err["type"], err["msg"]
+        if kind == "extra_forbidden":
+            owner = _field_at(loc[:-1])[1] if len(loc) > 1 else Config
+            message = _unknown_key_message(loc[-1], owner) if isinstance(owner, type) else "unknown key"
+        elif kind in ("model_type", "model_attributes_type", "dict_type"):
+            message = f"expected a mapping of keys (got {_show_input(path, err['input'])})"
+        elif kind == "cross_field":
+            message = msg
+        else:
+            msg = msg.removeprefix("Value error, ")
+            message = f"{msg} (got {_show_input(path, err['input'])})"
+        yield ConfigProblem(path, message, env_var)
+
+
+def _check_files(config: Config) -> list[ConfigProblem]:
+    """Files the server will open at start: better named by check-config than by a traceback."""
+    if not config.sip.tls_port:
+        return []
+    return [
+        ConfigProblem(f"sip.{key}", f"file not found: {getattr(config.sip, key)}")
+        for key in ("tls_cert", "tls_key")
+        if not Path(getattr(config.sip, key)).is_file()
+    ]
+
+
+def load_config(path: str | Path | None, env: Mapping[str, str] = os.environ) -> Config:
+    """Load YAML (None: defaults only), apply env aliases then SIPREC__ overrides, validate; raise ConfigError."""
+    data: dict[str, Any] = _read_yaml(Path(path)) if path is not None else {}
+    overrides, problems = _env_overrides(env)
+    origins: dict[tuple[str, ...], str] = {}
+    for key_path, value, name in overrides:
+        _set_path(data, key_path, value)
+        origins[key_path] = name
+    config: Config | None = None
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_iter_problems(exc, origins))
+    if config is not None and not problems:
+        problems.extend(_check_files(config))
+    if problems or config is None:
+        raise ConfigError(problems)
+    config._source = Path(path) if path is not None else None
+    return config
