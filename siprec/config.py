@@ -6,6 +6,7 @@ Every problem is collected and reported together (ConfigError.problems), each wi
 
 from __future__ import annotations
 
+import copy
 import difflib
 import ipaddress
 import os
@@ -63,7 +64,7 @@ def _parse_networks(value: Any) -> Any:
     bad: list[str] = []
     for i, item in enumerate(value):
         try:
-            nets.append(ipaddress.ip_network(item if isinstance(item, str) else str(item), strict=False))
+            nets.append(ipaddress.ip_network(str(item), strict=False))
         except ValueError:
             bad.append(f"item {i} {item!r}")
     if bad:
@@ -577,22 +578,29 @@ def _check_files(config: Config) -> list[ConfigProblem]:
     ]
 
 
-def load_config(path: str | Path | None, env: Mapping[str, str] = os.environ) -> Config:
-    """Load YAML (None: defaults only), apply env aliases then SIPREC__ overrides, validate; raise ConfigError."""
-    data: dict[str, Any] = _read_yaml(Path(path)) if path is not None else {}
-    overrides, problems = _env_overrides(env)
+def config_from_mapping(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Config:
+    """Validate already-parsed YAML (e.g. a body posted to /api/config/validate), env overrides applied on top."""
+    merged: dict[str, Any] = copy.deepcopy(dict(data))
+    overrides, problems = _env_overrides(env or {})
     origins: dict[tuple[str, ...], str] = {}
     for key_path, value, name in overrides:
-        _set_path(data, key_path, value)
+        _set_path(merged, key_path, value)
         origins[key_path] = name
     config: Config | None = None
     try:
-        config = Config.model_validate(data)
+        config = Config.model_validate(merged)
     except ValidationError as exc:
         problems.extend(_iter_problems(exc, origins))
     if config is not None and not problems:
         problems.extend(_check_files(config))
     if problems or config is None:
         raise ConfigError(problems)
+    return config
+
+
+def load_config(path: str | Path | None, env: Mapping[str, str] = os.environ) -> Config:
+    """Load YAML (None: defaults only), apply env aliases then SIPREC__ overrides, validate; raise ConfigError."""
+    data: dict[str, Any] = _read_yaml(Path(path)) if path is not None else {}
+    config = config_from_mapping(data, env)
     config._source = Path(path) if path is not None else None
     return config

@@ -420,3 +420,16 @@ def test_redact_url(url: str, expect: str) -> None:
 def test_sections_forbid_extra_when_built_in_code() -> None:
     with pytest.raises(Exception, match="unknown|Extra"):
         Config.model_validate({"sip": {"udp_prot": 1}})
+
+
+def test_config_from_mapping_for_api_validation() -> None:
+    from siprec.config import config_from_mapping
+
+    assert config_from_mapping({"http": {"port": 9000}}).http.port == 9000
+    assert config_from_mapping({}, {"SIPREC__HTTP__PORT": "9001"}).http.port == 9001
+    original = {"sip": {"udp_port": 1}}
+    config_from_mapping(original, {"SIPREC__SIP__TCP_PORT": "2"})
+    assert original == {"sip": {"udp_port": 1}}  # the caller's dict is not modified
+    with pytest.raises(ConfigError) as exc:
+        config_from_mapping({"sip": {"udp_port": "x"}, "nope": 1})
+    assert {p.path for p in exc.value.problems} == {"sip.udp_port", "nope"}
