@@ -5,7 +5,6 @@ Merging of updates and SDP label resolution are in test_metadata_state.py.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from xml.etree.ElementTree import fromstring as plain_fromstring
@@ -21,6 +20,7 @@ from siprec.srs.metadata import (
     parse_metadata,
     speaker_name,
 )
+from tests.unit.srs.siprec_bodies import metadata_part
 
 RFC_NS = "urn:ietf:params:xml:ns:recording:1"
 ORACLE_NS = "urn:ietf:params:xml:ns:recording"
@@ -28,52 +28,12 @@ BROADWORKS_NS = "urn:ietf:params:xml:ns:siprec"
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Fixture access: a small local multipart splitter (siprec.sip.multipart is someone else's module, not yet there)
+# Fixture access (multipart splitting lives in tests/unit/srs/siprec_bodies.py)
 
 
 @pytest.fixture(scope="module")
 def siprec_dir(fixtures_dir: Path) -> Path:
     return fixtures_dir / "siprec"
-
-
-def split_parts(text: str) -> list[tuple[dict[str, str], str]]:
-    """(headers with lower-cased names, body) of each part of a multipart body or of a whole INVITE."""
-    text = text.replace("\r\n", "\n")
-    boundary = next(line.strip() for line in text.split("\n") if line.strip().startswith("--"))
-    chunks = re.split(r"(?m)^" + re.escape(boundary) + r"(?:--)?[ \t]*$", text)
-    parts = []
-    for chunk in chunks[1:]:
-        head, _, body = chunk.lstrip("\n").partition("\n\n")
-        headers = {}
-        for line in head.split("\n"):
-            name, sep, value = line.partition(":")
-            if sep:
-                headers[name.strip().lower()] = value.strip()
-        parts.append((headers, body.removesuffix("\n")))
-    return parts
-
-
-def metadata_part(text: str) -> bytes | None:
-    for headers, body in split_parts(text):
-        if "rs-metadata" in headers.get("content-type", "") or "recording-session" in headers.get(
-            "content-disposition", ""
-        ):
-            return body.encode()
-    return None
-
-
-def sdp_labels(text: str) -> list[str | None]:
-    """a=label of each m-line of the invite's SDP part, None where an m-line has none."""
-    sdp = next(
-        body for headers, body in split_parts(text) if headers.get("content-type") == "application/sdp"
-    )
-    labels: list[str | None] = []
-    for line in sdp.split("\n"):
-        if line.startswith("m="):
-            labels.append(None)
-        elif line.startswith("a=label:") and labels:
-            labels[-1] = line.removeprefix("a=label:").strip()
-    return labels
 
 
 # ---------------------------------------------------------------------------------------------------------------
