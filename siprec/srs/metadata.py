@@ -173,16 +173,12 @@ def _id_list(elem: Element) -> list[str]:
 
 
 def _links(elem: Element, name: str) -> list[str]:
-    out: list[str] = []
-    for link in _children(elem, name):
-        _add_unique(out, _id_list(link))
-    return out
+    return _unique([i for link in _children(elem, name) for i in _id_list(link)])
 
 
-def _add_unique(target: list[str], items: list[str]) -> None:
-    for item in items:
-        if item not in target:
-            target.append(item)
+def _unique(items: list[str]) -> list[str]:
+    # Order-preserving and linear: a hostile document may repeat one link tens of thousands of times.
+    return list(dict.fromkeys(items))
 
 
 def _element_id(elem: Element, rfc_attr: str) -> str | None:
@@ -257,11 +253,14 @@ def _build(root: Element) -> RecordingMetadata:
     for assoc in doc.participant_session_assocs:
         if assoc.participant_id in participants:
             participants[assoc.participant_id].apply_session_assoc(assoc)
+    sends: dict[str, list[str]] = {pid: list(p.send) for pid, p in participants.items()}
+    recvs: dict[str, list[str]] = {pid: list(p.recv) for pid, p in participants.items()}
     for link in doc.participant_stream_assocs:
-        p = participants.get(link.participant_id)
-        if p is not None:
-            _add_unique(p.send, link.send)
-            _add_unique(p.recv, link.recv)
+        if link.participant_id in participants:
+            sends[link.participant_id] += link.send
+            recvs[link.participant_id] += link.recv
+    for pid, p in participants.items():
+        p.send, p.recv = _unique(sends[pid]), _unique(recvs[pid])
 
     doc.groups = list(groups.values())
     doc.sessions = list(sessions.values())

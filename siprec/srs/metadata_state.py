@@ -146,7 +146,7 @@ class MetadataState:
         for s in doc.sessions:
             old = _upsert(self._sessions, s, ("group_ref", "start_time", "stop_time", *times))
             if old is not None:
-                old.sip_session_ids += [i for i in s.sip_session_ids if i not in old.sip_session_ids]
+                old.sip_session_ids = list(dict.fromkeys([*old.sip_session_ids, *s.sip_session_ids]))
         for st in doc.streams:
             _upsert(self._streams, st, ("label", "session_id", "mode", *times))
         linked = {a.participant_id for a in doc.participant_stream_assocs}
@@ -230,7 +230,13 @@ def resolve_labels(
     """
     participants = list(state.participants)
     streams = list(state.streams)
+    # stream id -> senders, built once: documents can be large, and lookups per m-line must stay cheap.
+    senders_of: dict[str, list[Participant]] = {}
+    for p in sorted(participants, key=lambda p: not p.active):  # stable: active senders first
+        for stream_id in dict.fromkeys(p.send):
+            senders_of.setdefault(stream_id, []).append(p)
     labels = [_norm(label) for label in sdp_labels]
+    streams_by_id = {s.id: s for s in streams}
     meta_labels = {s.label for s in streams if s.label is not None}
     claimed = {label for label in labels if label is not None}
     out: list[LegAttribution] = []
@@ -240,11 +246,11 @@ def resolve_labels(
         senders: list[Participant] = []
         if label is not None:
             for s in streams:
-                if s.label == label and (found := _senders(participants, s.id)):
+                if s.label == label and (found := senders_of.get(s.id)):
                     chosen, senders, rule = s, found, "metadata-label"
                     break
         if not senders:
-            by_id = next((s for s in streams if label is not None and s.id == label), None)
+            by_id = streams_by_id.get(label) if label is not None else None
             if (
                 by_id is None
                 and label not in meta_labels
@@ -252,11 +258,13 @@ def resolve_labels(
                 and streams[i].label not in claimed
             ):
                 by_id = streams[i]
-            if by_id is not None and (found := _senders(participants, by_id.id)):
+            if by_id is not None and (found := senders_of.get(by_id.id)):
                 chosen, senders, rule = by_id, found, "metadata-stream"
         if senders:
             out.append(
-                LegAttribution(i, sdp_labels[i], senders[0], rule, senders, chosen.id if chosen else None)
+                LegAttribution(
+                    i, sdp_labels[i], senders[0], rule, list(senders), chosen.id if chosen else None
+                )
             )
         elif i < len(participants):
             p = participants[i]
@@ -270,9 +278,3 @@ def _norm(label: str | None) -> str | None:
     if label is None:
         return None
     return label.strip() or None
-
-
-def _senders(participants: list[Participant], stream_id: str) -> list[Participant]:
-    found = [p for p in participants if stream_id in p.send]
-    # Someone still in the call speaks before someone who left (their stream may be reused).
-    return [p for p in found if p.active] + [p for p in found if not p.active]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -345,3 +346,33 @@ def test_active_sender_comes_before_one_who_left() -> None:
     assert leg.participant is not None and leg.participant.id == "new"
     assert ids(leg.participants) == ["new", "old"]
     assert leg.label == " 1 "  # reported as the SDP had it; matched stripped
+
+
+def test_documents_at_the_size_limit_stay_cheap() -> None:
+    # Repeated links, thousands of associations, thousands of same-label streams: all linear, well under a second
+    # here; the bound only catches a quadratic regression.
+    links = "".join(f"<send>s{i % 7}</send>" for i in range(17000))
+    assocs = "".join(
+        f'<participantstreamassoc participant_id="p"><send>s{i}</send></participantstreamassoc>'
+        for i in range(3000)
+    )
+    crowd = "".join(
+        f'<participant participant_id="p{i}"><send>s</send></participant>'
+        f'<stream stream_id="t{i}"><label>1</label></stream>'
+        for i in range(2000)
+    )
+    bodies = [
+        f'<recording><participant participant_id="p">{links}</participant></recording>',
+        f'<recording><participant participant_id="p"/>{assocs}</recording>',
+        f"<recording>{crowd}</recording>",
+    ]
+    start = time.perf_counter()
+    for body in bodies:
+        parsed = parse_metadata(body.encode())
+        state = MetadataState()
+        state.apply(parsed)
+        state.apply(parsed)
+        resolve_labels(state, ["1"] * 50 + [None] * 50)
+    assert time.perf_counter() - start < 5.0
+    assert parse_metadata(bodies[0].encode()).participants[0].send == [f"s{i}" for i in range(7)]
+    assert len(parse_metadata(bodies[1].encode()).participants[0].send) == 3000
