@@ -7,6 +7,7 @@ angle brackets, generic parameters, and the typed values Via, name-addr (From/To
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from siprec.sip.errors import SipParseError
 
@@ -80,6 +81,18 @@ SINGLE_VALUE: frozenset[str] = frozenset(
 )
 
 
+# RFC 3261 section 25.1: token characters.
+TOKEN_CHARS: frozenset[str] = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
+)
+
+
+def is_token(text: str) -> bool:
+    return bool(text) and all(c in TOKEN_CHARS for c in text)
+
+
+# Cached: a handful of distinct names make up nearly every lookup; the bound keeps hostile input from growing it.
+@lru_cache(maxsize=2048)
 def canonical_name(name: str) -> str:
     """`v` -> `Via`, `call-id` -> `Call-ID`, `x-foo-bar` -> `X-Foo-Bar`."""
     low = name.strip().lower()
@@ -91,8 +104,14 @@ def canonical_name(name: str) -> str:
     return "-".join(part[:1].upper() + part[1:] for part in low.split("-"))
 
 
-def split_comma(value: str) -> list[str]:
-    """Split a header value at top-level commas: not inside "quoted strings" (with escapes) or <uris>."""
+def split_comma(value: str, *, keep_empty: bool = False) -> list[str]:
+    """Split a header value at top-level commas: not inside "quoted strings" (with escapes) or <uris>.
+
+    Empty elements (`a,,b`) are dropped unless `keep_empty`, which lets a strict caller reject them."""
+    if '"' not in value and "<" not in value:
+        # Fast path: nothing can hide a comma.
+        items = [p.strip() for p in value.split(",")]
+        return items if keep_empty else [p for p in items if p]
     parts: list[str] = []
     start = 0
     in_quotes = False
@@ -119,7 +138,7 @@ def split_comma(value: str) -> list[str]:
     if in_quotes:
         raise SipParseError("unterminated quoted string")
     parts.append(value[start:].strip())
-    return [p for p in parts if p]
+    return parts if keep_empty else [p for p in parts if p]
 
 
 def unquote(value: str) -> str:
@@ -175,7 +194,7 @@ def parse_params(text: str) -> dict[str, str | None]:
         return params
     if text.startswith(";"):
         text = text[1:]
-    for raw in _split_unquoted(text, ";"):
+    for raw in text.split(";") if '"' not in text else _split_unquoted(text, ";"):
         raw = raw.strip()
         if not raw:
             raise SipParseError("empty header parameter")
@@ -185,8 +204,17 @@ def parse_params(text: str) -> dict[str, str | None]:
             val = val.strip()
             if not name:
                 raise SipParseError("header parameter without a name")
-            params[name.lower()] = unquote(val) if val.startswith('"') else val
+            if not is_token(name):
+                raise SipParseError(f"bad header parameter name {name!r}")
+            if val.startswith('"'):
+                if len(val) < 2 or not val.endswith('"'):
+                    raise SipParseError(f"bad quoted parameter value {val!r}")
+                params[name.lower()] = unquote(val)
+            else:
+                params[name.lower()] = val
         else:
+            if not is_token(raw):
+                raise SipParseError(f"bad header parameter {raw!r}")
             params[raw.lower()] = None
     return params
 
@@ -264,24 +292,30 @@ def _check_host(host: str, what: str) -> None:
 
 
 def parse_via(value: str) -> Via:
-    """Parse ONE Via value (split the header with `split_comma` first)."""
-    value = value.strip()
-    proto, sep, rest = value.partition(" ")
-    if not sep:
-        # "SIP/2.0/UDP\thost" is legal LWS too.
-        proto, sep, rest = value.partition("\t")
-    parts = [p.strip() for p in proto.split("/")]
-    if not sep or len(parts) != 3 or not all(parts):
+    """Parse ONE Via value (split the header with `split_comma` first).
+
+    LWS is legal around the '/' of the sent-protocol and before ';' (RFC 4475 section 3.1.1.1)."""
+    name, sep1, rest = value.partition("/")
+    version, sep2, rest = rest.partition("/")
+    name = name.strip()
+    version = version.strip()
+    rest = rest.lstrip()
+    transport_end = 0
+    while transport_end < len(rest) and rest[transport_end] not in " \t;":
+        transport_end += 1
+    transport = rest[:transport_end]
+    if not (sep1 and sep2) or not is_token(name) or not is_token(version) or not is_token(transport):
         raise SipParseError("Via: bad sent-protocol")
-    protocol = f"{parts[0].upper()}/{parts[1]}"
+    protocol = f"{name.upper()}/{version}"
     if protocol != "SIP/2.0":
         raise SipParseError(f"Via: unsupported protocol {protocol}")
-    # The sent-protocol may have LWS around '/': rejoin tokens before the host.
-    rest = rest.strip()
-    hostport, _, param_text = rest.partition(";")
-    params = parse_params(param_text) if param_text or rest.endswith(";") else {}
+    sent = rest[transport_end:]
+    if sent[:1] not in (" ", "\t"):
+        raise SipParseError("Via: missing sent-by")
+    hostport, semi, param_text = sent.partition(";")
+    params = parse_params(param_text) if semi else {}
     host, port = _parse_hostport(hostport.strip(), "Via")
-    return Via(transport=parts[2].upper(), host=host, port=port, params=params, protocol=protocol)
+    return Via(transport=transport.upper(), host=host, port=port, params=params, protocol=protocol)
 
 
 @dataclass
@@ -311,39 +345,67 @@ def parse_name_addr(value: str, *, what: str = "name-addr") -> NameAddr:
         raise SipParseError(f"{what}: empty")
     if value == "*":
         return NameAddr(uri="*", bare=True)
-    lt = _find_unquoted(value, "<")
+    lt = value.find("<") if '"' not in value else _find_unquoted(value, "<")
     if lt >= 0:
         display = value[:lt].strip()
         gt = value.find(">", lt)
         if gt < 0:
             raise SipParseError(f"{what}: missing '>'")
-        uri = value[lt + 1 : gt].strip()
+        uri = value[lt + 1 : gt]
         rest = value[gt + 1 :].strip()
         if rest and not rest.startswith(";"):
             raise SipParseError(f"{what}: junk after '>'")
         display_name: str | None
         if not display:
             display_name = None
-        elif display.startswith('"'):
-            if not display.endswith('"') or len(display) < 2:
+        elif display[0] == '"':
+            if closing_quote(display, 0) != len(display) - 1:
                 raise SipParseError(f"{what}: bad quoted display name")
             display_name = unquote(display)
         else:
-            display_name = " ".join(display.split())
+            words = display.split()
+            # An unquoted display name is tokens separated by LWS (RFC 4475 section 3.1.2.15).
+            if not all(is_token(w) for w in words):
+                raise SipParseError(f"{what}: unquoted display name {display!r} has non-token characters")
+            display_name = " ".join(words)
         if not uri:
             raise SipParseError(f"{what}: empty URI")
         if any(c.isspace() for c in uri):
+            # Including "< sip:a@b >" (RFC 4475 section 3.1.2.14).
             raise SipParseError(f"{what}: whitespace in URI")
+        if ":" not in uri:
+            raise SipParseError(f"{what}: URI without scheme")
         return NameAddr(uri=uri, display_name=display_name, params=parse_params(rest))
+    if value[0] == '"':
+        if closing_quote(value, 0) < 0:
+            raise SipParseError(f"{what}: unterminated quoted string")
+        raise SipParseError(f"{what}: quoted display name without <URI>")
     # addr-spec: no display name; the URI ends at the first ';' (URI params would need <>), and may not hold
     # ',', '?' or ';' (RFC 3261 section 20.10).
     uri, sep, rest = value.partition(";")
     uri = uri.strip()
-    if any(c.isspace() for c in uri) or '"' in uri:
+    if any(c.isspace() for c in uri) or '"' in uri or ">" in uri:
         raise SipParseError(f"{what}: bad addr-spec")
+    if ":" not in uri:
+        raise SipParseError(f"{what}: URI without scheme")
     if "?" in uri:
         raise SipParseError(f"{what}: addr-spec with headers needs <>")
     return NameAddr(uri=uri, params=parse_params(rest) if sep else {}, bare=True)
+
+
+def closing_quote(text: str, start: int) -> int:
+    """Index of the '"' closing the quoted-string opened at `start` (backslash escapes honoured), or -1."""
+    i = start + 1
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == '"':
+            return i
+        i += 1
+    return -1
 
 
 def _find_unquoted(text: str, ch: str) -> int:
@@ -375,9 +437,9 @@ class CSeq:
 
 def parse_cseq(value: str) -> CSeq:
     parts = value.split()
-    if len(parts) != 2 or not parts[0].isdigit():
+    if len(parts) != 2 or not parts[0].isdigit() or not parts[0].isascii() or not is_token(parts[1]):
         raise SipParseError("CSeq: expected '<number> <method>'")
-    seq = int(parts[0])
-    if seq >= 2**31:
-        raise SipParseError("CSeq: sequence number out of range")
-    return CSeq(seq, parts[1])
+    # RFC 3261 section 8.1.1.5: less than 2**31. Length first: int() of a huge digit string is not free.
+    if len(parts[0]) > 10 or int(parts[0]) >= 2**31:
+        raise SipParseError(f"CSeq: sequence number {parts[0][:40]} out of range")
+    return CSeq(int(parts[0]), parts[1])
