@@ -16,7 +16,7 @@ from typing import TypeAlias
 from siprec.sip.errors import SipError
 from siprec.sip.headers import NameAddr, parse_name_addr
 from siprec.sip.message import Headers, SipMessage, SipRequest, SipResponse
-from siprec.sip.peer import Peer, parse_sip_uri, uri_destination
+from siprec.sip.peer import Peer, parse_hop_uri, uri_destination
 
 DialogId: TypeAlias = tuple[str, str, str]  # Call-ID, local tag, remote tag ("" when the peer sent none)
 
@@ -42,7 +42,7 @@ def _first_contact_uri(msg: SipMessage) -> str | None:
 
 def is_loose_route(route: str) -> bool:
     """Whether a Route/Record-Route value names a loose router (`;lr` among the URI parameters)."""
-    return parse_sip_uri(parse_name_addr(route, what="Route").uri).loose_route
+    return parse_hop_uri(parse_name_addr(route, what="Route").uri).loose_route
 
 
 def _request_uri_from_route(uri: str) -> str:

@@ -102,8 +102,8 @@ def _update_via(via: Via, source: Peer) -> bool:
 
 
 @dataclass(frozen=True)
-class SipUri:
-    """The parts of a sip:/sips: URI that routing needs."""
+class HopUri:
+    """The parts of a sip:/sips: URI that next-hop routing needs (the full URI model is `siprec.sip.uri`)."""
 
     scheme: str  # "sip" or "sips"
     host: str  # without IPv6 brackets
@@ -115,7 +115,7 @@ class SipUri:
         return "lr" in self.params
 
 
-def parse_sip_uri(uri: str) -> SipUri:
+def parse_hop_uri(uri: str) -> HopUri:
     """`sip:user@host:port;params?headers` (angle brackets tolerated). Raises SipParseError otherwise."""
     text = uri.strip()
     if text.startswith("<") and text.endswith(">"):
@@ -143,7 +143,7 @@ def parse_sip_uri(uri: str) -> SipUri:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
             raise SipParseError(f"bad port in {uri!r}")
         port = int(port_text)
-    return SipUri(scheme, host, port, parse_params(param_text) if param_text else {})
+    return HopUri(scheme, host, port, parse_params(param_text) if param_text else {})
 
 
 def uri_destination(uri: str) -> Peer:
@@ -151,7 +151,7 @@ def uri_destination(uri: str) -> Peer:
 
     `maddr` overrides the host; `transport=` picks the transport; sips: means TLS; ports default to 5060/5061.
     """
-    u = parse_sip_uri(uri)
+    u = parse_hop_uri(uri)
     transport = (u.params.get("transport") or "").upper()
     if not transport:
         transport = "TLS" if u.scheme == "sips" else "UDP"

@@ -19,7 +19,6 @@ from siprec.sip.message import SipRequest, SipResponse, make_response, new_branc
 from siprec.sip.peer import (
     Peer,
     default_port,
-    parse_sip_uri,
     response_destination,
     stamp_received,
     uri_destination,
@@ -43,7 +42,6 @@ __all__ = [
     "TransactionLayer",
     "TransactionTerminated",
     "TxState",
-    "parse_sip_uri",
     "response_destination",
     "stamp_received",
     "uri_destination",

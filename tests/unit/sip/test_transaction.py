@@ -632,3 +632,33 @@ def test_any_interleaving_yields_one_new_request_per_transaction(
         layer.send_response(tx, make_response(tx.request, status, to_tag=f"t{i}"), now)  # type: ignore[attr-defined]
     assert all(n == 1 for n in news.values())
     assert set(news) == set(txs)
+
+
+# --- from the wire (uses the parser when it is there) -----------------------------------------------------------
+
+WIRE_INVITE = (
+    b"INVITE sip:srs@192.0.2.1 SIP/2.0\r\n"
+    b"v: SIP/2.0/UDP pbx.example.com:5060;branch=z9hG4bKwire1;rport\r\n"
+    b"Max-Forwards: 70\r\n"
+    b"f: <sip:src@example.com>;tag=abc\r\n"
+    b"t: <sip:srs@example.net>\r\n"
+    b"i: wire-call@pbx\r\n"
+    b"CSeq: 1 INVITE\r\n"
+    b"m: <sip:src@203.0.113.5:5060>\r\n"
+    b"Timestamp: 54\r\n"
+    b"l: 0\r\n\r\n"
+)
+
+
+def test_parsed_invite_gets_100_with_received_rport_and_timestamp() -> None:
+    parser = pytest.importorskip("siprec.sip.parser")
+    src = Peer("UDP", "203.0.113.5", 61000)
+    layer = TransactionLayer()
+    actions = layer.receive_request(parser.parse_message(WIRE_INVITE), src, 0.0)
+    trying = actions[0]
+    assert isinstance(trying, SendResponse) and trying.peer == Peer("UDP", "203.0.113.5", 61000)
+    wire = trying.response.serialize()
+    assert wire.startswith(b"SIP/2.0 100 Trying\r\n")
+    assert b"received=203.0.113.5" in wire and b"rport=61000" in wire and b"Timestamp: 54" in wire
+    again = layer.receive_request(parser.parse_message(WIRE_INVITE), src, 0.1)
+    assert again[0].response is trying.response and len(layer) == 1
