@@ -105,22 +105,17 @@ def _plan(m: MediaDescription, wanted: frozenset[str]) -> _Plan | str:
         crypto = next((c for c in m.crypto if _supported_crypto(c)), None)
         if crypto is None:
             return "no supported a=crypto (SDES AES_CM_128_HMAC_SHA1_80/32)"
-    for codec in m.formats:
-        if (
-            codec.encoding in wanted
-            and _EXPECTED_RATE.get(codec.encoding, codec.clock_rate) == codec.clock_rate > 0
-        ):
-            event = next(
-                (
-                    c
-                    for c in m.formats
-                    if c.encoding == "TELEPHONE-EVENT" and c.clock_rate == codec.clock_rate
-                ),
-                None,
-            )
-            return _Plan(codec, event, crypto)
-    offered = ", ".join(_describe(c) for c in m.formats[:6]) or "none"
-    return f"no decodable codec (offered {offered})"
+    codec = next((c for c in m.formats if c.encoding in wanted and _sensible_rate(c)), None)
+    if codec is None:
+        offered = ", ".join(_describe(c) for c in m.formats[:6]) or "none"
+        return f"no decodable codec (offered {offered})"
+    # RFC 4733 events are only usable at the clock rate of the audio codec they accompany.
+    events = (c for c in m.formats if c.encoding == "TELEPHONE-EVENT" and c.clock_rate == codec.clock_rate)
+    return _Plan(codec, next(events, None), crypto)
+
+
+def _sensible_rate(c: Codec) -> bool:
+    return c.clock_rate > 0 and _EXPECTED_RATE.get(c.encoding, c.clock_rate) == c.clock_rate
 
 
 def _answer_direction(offered: Direction) -> Direction:

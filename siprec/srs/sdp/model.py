@@ -87,7 +87,7 @@ class CryptoAttribute:
 
     @property
     def key_salt(self) -> bytes:
-        return base64.b64decode(_pad_b64(self.key_b64))
+        return base64.b64decode(_pad_b64(self.key_b64), validate=True)  # binascii.Error on junk
 
 
 @dataclass(frozen=True)
