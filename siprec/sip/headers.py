@@ -6,6 +6,7 @@ angle brackets, generic parameters, and the typed values Via, name-addr (From/To
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -87,8 +88,18 @@ TOKEN_CHARS: frozenset[str] = frozenset(
 )
 
 
+# Regexes rather than per-character loops: this is the parser's hot path.
+_TOKEN_MATCH = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+").fullmatch
+_HOST_MATCH = re.compile(r"[A-Za-z0-9\-._]+").fullmatch
+_WS_SEARCH = re.compile(r"\s").search
+
+
 def is_token(text: str) -> bool:
-    return bool(text) and all(c in TOKEN_CHARS for c in text)
+    return _TOKEN_MATCH(text) is not None
+
+
+def has_whitespace(text: str) -> bool:
+    return _WS_SEARCH(text) is not None
 
 
 # Cached: a handful of distinct names make up nearly every lookup; the bound keeps hostile input from growing it.
@@ -145,6 +156,8 @@ def unquote(value: str) -> str:
     """Remove surrounding quotes of a quoted-string and resolve its backslash escapes."""
     value = value.strip()
     if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+        if "\\" not in value:
+            return value[1:-1]
         out: list[str] = []
         i = 1
         while i < len(value) - 1:
@@ -287,7 +300,7 @@ def _parse_hostport(text: str, what: str) -> tuple[str, int | None]:
 
 
 def _check_host(host: str, what: str) -> None:
-    if not host or any(not (c.isalnum() or c in "-._") for c in host):
+    if _HOST_MATCH(host) is None:
         raise SipParseError(f"{what}: bad host {host!r}")
 
 
@@ -345,7 +358,11 @@ def parse_name_addr(value: str, *, what: str = "name-addr") -> NameAddr:
         raise SipParseError(f"{what}: empty")
     if value == "*":
         return NameAddr(uri="*", bare=True)
-    lt = value.find("<") if '"' not in value else _find_unquoted(value, "<")
+    if value[0] == '"':
+        closing = closing_quote(value, 0)
+        lt = value.find("<", closing + 1) if closing > 0 else -1
+    else:
+        lt = value.find("<")
     if lt >= 0:
         display = value[:lt].strip()
         gt = value.find(">", lt)
@@ -370,7 +387,7 @@ def parse_name_addr(value: str, *, what: str = "name-addr") -> NameAddr:
             display_name = " ".join(words)
         if not uri:
             raise SipParseError(f"{what}: empty URI")
-        if any(c.isspace() for c in uri):
+        if _WS_SEARCH(uri) is not None:
             # Including "< sip:a@b >" (RFC 4475 section 3.1.2.14).
             raise SipParseError(f"{what}: whitespace in URI")
         if ":" not in uri:
@@ -384,7 +401,7 @@ def parse_name_addr(value: str, *, what: str = "name-addr") -> NameAddr:
     # ',', '?' or ';' (RFC 3261 section 20.10).
     uri, sep, rest = value.partition(";")
     uri = uri.strip()
-    if any(c.isspace() for c in uri) or '"' in uri or ">" in uri:
+    if _WS_SEARCH(uri) is not None or '"' in uri or ">" in uri:
         raise SipParseError(f"{what}: bad addr-spec")
     if ":" not in uri:
         raise SipParseError(f"{what}: URI without scheme")

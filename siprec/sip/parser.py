@@ -20,6 +20,7 @@ from siprec.sip.headers import (
     SINGLE_VALUE,
     TOKEN_CHARS,
     canonical_name,
+    has_whitespace,
     parse_cseq,
     parse_name_addr,
     parse_via,
@@ -237,7 +238,7 @@ class _Checker:
             except SipParseError as exc:
                 self.fail(f"bad {exc.warning}")
         call_id = single.get("Call-ID")
-        if call_id is not None and (not call_id or any(c.isspace() for c in call_id)):
+        if call_id is not None and (not call_id or has_whitespace(call_id)):
             self.fail(f"bad Call-ID {call_id[:60]!r}")
         max_forwards = single.get("Max-Forwards")
         if max_forwards is not None and not (

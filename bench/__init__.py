@@ -1,0 +1,1 @@
+"""Benchmarks: each module has run() -> list[dict] rows (name, value, unit, target)."""
