@@ -20,7 +20,7 @@ from siprec.srs.metadata import (
     parse_metadata,
     speaker_name,
 )
-from tests.unit.srs.siprec_bodies import metadata_part
+from tests.unit.srs.siprec_bodies import metadata_documents, metadata_part, xmlish
 
 RFC_NS = "urn:ietf:params:xml:ns:recording:1"
 ORACLE_NS = "urn:ietf:params:xml:ns:recording"
@@ -622,28 +622,6 @@ def test_arbitrary_bytes_only_raise_metadata_error(data: bytes) -> None:
         assert err.status == 400
 
 
-_TAGS = ["recording", "participant", "stream", "nameID", "name", "send", "recv", "label", "datamode",
-         "participantstreamassoc", "participantsessionassoc", "session", "group", "id", "aor", "x:ext"]  # fmt: skip
-_ATTRS = ["participant_id", "stream_id", "session_id", "id", "session", "aor", "xmlns:x"]
-
-
-@st.composite
-def xmlish(draw: st.DrawFn) -> bytes:
-    """Random mixes of real element names, attributes, text and junk: reaches the model builder, not only expat."""
-    token = st.one_of(
-        st.sampled_from(_TAGS).map(lambda t: f"<{t}>"),
-        st.sampled_from(_TAGS).map(lambda t: f"</{t}>"),
-        st.sampled_from(_TAGS).map(lambda t: f"<{t}/>"),
-        st.tuples(st.sampled_from(_TAGS), st.sampled_from(_ATTRS), st.text(max_size=5)).map(
-            lambda t: f'<{t[0]} {t[1]}="{t[2]}">'
-        ),
-        st.text(max_size=8),
-        st.sampled_from(["&amp;", "&e;", "<!DOCTYPE r>", "<![CDATA[x]]>", "<!-- c -->", "<?pi x?>"]),
-    )
-    body = "".join(draw(st.lists(token, max_size=30)))
-    return f"<recording>{body}</recording>".encode(errors="surrogatepass")
-
-
 @settings(max_examples=300, deadline=None)
 @given(xmlish())
 def test_xmlish_documents_only_raise_metadata_error(data: bytes) -> None:
@@ -654,3 +632,15 @@ def test_xmlish_documents_only_raise_metadata_error(data: bytes) -> None:
         return
     assert doc.data_mode in ("complete", "partial")
     assert all(p.id for p in doc.participants) and all(s.id for s in doc.streams)
+
+
+@settings(max_examples=300, deadline=None)
+@given(metadata_documents())
+def test_generated_well_formed_documents_always_parse(data: bytes) -> None:
+    # No DTD and an accepted root: whatever the content, it is a model (possibly empty), never an error.
+    doc = parse_metadata(data)
+    assert all(p.id for p in doc.participants) and all(s.id for s in doc.streams)
+    assert len({p.id for p in doc.participants}) == len(doc.participants)
+    for p in doc.participants:
+        assert len(set(p.send)) == len(p.send) and len(set(p.recv)) == len(p.recv)
+        assert p.name is None or (p.name == p.name.strip() and p.name)

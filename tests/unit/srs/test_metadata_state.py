@@ -6,6 +6,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from siprec.srs.metadata import (
     MetadataState,
@@ -13,7 +15,7 @@ from siprec.srs.metadata import (
     parse_metadata,
     resolve_labels,
 )
-from tests.unit.srs.siprec_bodies import metadata_part, sdp_labels
+from tests.unit.srs.siprec_bodies import metadata_documents, metadata_part, sdp_labels
 
 RFC_NS = "urn:ietf:params:xml:ns:recording:1"
 BOB, PAUL = "srfBElmCRp2QB23b7Mpk0w==", "zSfPoSvdSDCmU3A3TRDxAw=="
@@ -376,3 +378,35 @@ def test_documents_at_the_size_limit_stay_cheap() -> None:
     assert time.perf_counter() - start < 5.0
     assert parse_metadata(bodies[0].encode()).participants[0].send == [f"s{i}" for i in range(7)]
     assert len(parse_metadata(bodies[1].encode()).participants[0].send) == 3000
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(metadata_documents(), min_size=1, max_size=4),
+    st.lists(st.sampled_from(["1", "2", "s1", None]), max_size=4),
+)
+def test_generated_updates_keep_state_and_attribution_consistent(
+    bodies: list[bytes], labels: list[str | None]
+) -> None:
+    state = MetadataState()
+    for n, body in enumerate(bodies, start=1):
+        change = state.apply(parse_metadata(body))
+        assert change.version == state.version == n
+        known = {p.id for p in state.participants}
+        assert {p.id for p in change.participants_added} <= known
+        legs = resolve_labels(state, labels)
+        assert [leg.index for leg in legs] == list(range(len(labels)))
+        for leg in legs:
+            if leg.rule in ("metadata-label", "metadata-stream"):
+                assert leg.participant is leg.participants[0] and leg.stream_id is not None
+                assert all(leg.stream_id in p.send for p in leg.participants)
+            elif leg.rule == "sdp-order":
+                assert leg.participant is state.participants[leg.index] and leg.participants == [
+                    leg.participant
+                ]
+            else:
+                assert (
+                    leg.participant is None
+                    and leg.participants == []
+                    and leg.index >= len(state.participants)
+                )
