@@ -5,6 +5,7 @@ Merging of updates and SDP label resolution are in test_metadata_state.py.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from xml.etree.ElementTree import fromstring as plain_fromstring
@@ -14,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from siprec.sip.errors import SipError
+from siprec.sip.multipart import parse_multipart
 from siprec.srs.metadata import (
     MetadataError,
     RecordingMetadata,
@@ -367,6 +369,28 @@ def test_corrupted_broadworks_body_parses_to_no_participants(siprec_dir: Path) -
     assert (
         doc.participant_session_assocs == [] and doc.participant_stream_assocs == [] and doc.extensions == []
     )
+
+
+def test_fixture_splitter_agrees_with_the_multipart_parser(siprec_dir: Path) -> None:
+    # The test helper must cut the same metadata part as siprec.sip.multipart does in production.
+    for name in sorted(INVITES):
+        text = (siprec_dir / "invites" / name).read_text()
+        boundary = re.search(r"^--(\S+?)\s*$", text, re.M)
+        assert boundary is not None
+        body = text.partition("\n\n")[2] if text.startswith("INVITE ") else text
+        parts = parse_multipart(f"multipart/mixed;boundary={boundary[1]}", body.encode())
+        (meta,) = [p for p in parts if p.disposition == "recording-session"]
+        assert meta.content_type in ("application/rs-metadata+xml", "application/rs-metadata")
+        assert parse_metadata(meta.body) == parse_metadata(metadata_part(text) or b""), name
+
+
+def test_corrupted_broadworks_invite_is_refused_by_the_multipart_layer_first(siprec_dir: Path) -> None:
+    # In production this INVITE never reaches parse_metadata: its part's Content-Type `application/ +xml` is a 400
+    # at the multipart layer. Either way the SRC gets a 400 or a recording with participants unknown, never a crash.
+    text = (siprec_dir / "invites" / "broadworks-offer.txt").read_text()
+    with pytest.raises(SipError) as exc:
+        parse_multipart("multipart/mixed;boundary=UniqueBroadWorksBoundary", text.encode())
+    assert exc.value.status == 400
 
 
 def test_non_siprec_sdp_body_is_not_metadata(siprec_dir: Path) -> None:
