@@ -22,7 +22,7 @@ from siprec.sip.errors import SipError, SipParseError
 from siprec.sip.headers import quote
 from siprec.sip.message import SipRequest, SipResponse, make_response, new_tag
 from siprec.sip.transaction import Peer, ServerTransaction, TransactionLayer
-from siprec.sip.validation import UasPolicy, check_body_type, validate_request
+from siprec.sip.validation import UasPolicy, check_accepts, check_body_type, validate_request
 
 log = logging.getLogger("siprec.sip")
 
@@ -192,6 +192,7 @@ class SipCore:
     def _new_dialog(self, tx: ServerTransaction) -> None:
         req = tx.request
         check_body_type(req, self.policy)
+        check_accepts(req)
         host = tx.peer.host
         self.admission.admit(host, self.clock())
         dialog = Dialog.from_invite(req, new_tag(), local_contact=self.contact_for(tx.peer))
@@ -217,6 +218,7 @@ class SipCore:
         dialog.check_request(req)  # 500 (CSeq order) / 491 (overlapping re-INVITE)
         if req.method in ("INVITE", "UPDATE"):
             check_body_type(req, self.policy)
+            check_accepts(req)
         try:
             answer = self.app.on_in_dialog(req, dialog, tx.peer)
         except SipError as err:

@@ -86,3 +86,16 @@ def check_body_type(req: SipRequest, policy: UasPolicy) -> None:
             f"unsupported Content-Encoding {encoding.strip()}",
             headers=[("Accept-Encoding", "identity")],
         )
+
+
+def check_accepts(req: SipRequest, produced: str = "application/sdp") -> None:
+    """A request whose Accept excludes the body type we answer with -> 406 (RFC 3261 section 21.4.7)."""
+    accept = req.headers.get_all("Accept")
+    if not accept:
+        return
+    major = produced.split("/", 1)[0]
+    for item in accept:
+        mime = item.split(";", 1)[0].strip().lower()
+        if mime in (produced, f"{major}/*", "*/*"):
+            return
+    raise SipError(406, f"Accept does not allow {produced}", headers=[("Accept", produced)])

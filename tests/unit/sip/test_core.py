@@ -2,56 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import pytest
 
 from siprec.sip.admission import AdmissionControl, SourceLimits
-from siprec.sip.core import Answer, SipCore
-from siprec.sip.dialog import Dialog
+from siprec.sip.core import SipCore
 from siprec.sip.errors import SipError, SipParseError
 from siprec.sip.message import SipRequest, SipResponse
 from siprec.sip.parser import parse_message
 from siprec.sip.transaction import Peer
 from siprec.sip.validation import UasPolicy
+from tests.sip_helpers import SDP, FixedAnswerApp
 
 SRC = Peer("UDP", "192.0.2.9", 5080)
-SDP = b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 20000 RTP/AVP 0\r\na=recvonly\r\n"
-
-
-@dataclass
-class RecordingApp:
-    """A minimal application: answers INVITEs with a fixed SDP, records what the core tells it."""
-
-    refuse_with: SipError | None = None
-    invites: list[str] = field(default_factory=list)
-    in_dialog: list[str] = field(default_factory=list)
-    acks: int = 0
-    ended: list[tuple[str, str]] = field(default_factory=list)
-
-    def on_invite(self, request: SipRequest, dialog: Dialog, peer: Peer) -> Answer:
-        if self.refuse_with is not None:
-            raise self.refuse_with
-        self.invites.append(request.call_id)
-        return Answer(body=SDP, content_type="application/sdp")
-
-    def on_in_dialog(self, request: SipRequest, dialog: Dialog, peer: Peer) -> Answer:
-        self.in_dialog.append(request.method)
-        if request.method == "INVITE":
-            return Answer(body=SDP, content_type="application/sdp")
-        return Answer()
-
-    def on_ack(self, request: SipRequest, dialog: Dialog) -> None:
-        self.acks += 1
-
-    def on_dialog_ended(self, dialog: Dialog, reason: str) -> None:
-        self.ended.append((dialog.call_id, reason))
-
-
 class Harness:
-    def __init__(self, app: RecordingApp | None = None, **core_kw: object) -> None:
+    def __init__(self, app: FixedAnswerApp | None = None, **core_kw: object) -> None:
         self.now = 1000.0
-        self.app = app or RecordingApp()
+        self.app = app or FixedAnswerApp()
         self.sent: list[tuple[Peer, bytes]] = []
         policy = UasPolicy(supported=("siprec",), accept=("application/sdp", "multipart/mixed"))
         self.core = SipCore(self.app, policy=policy, clock=lambda: self.now, **core_kw)  # type: ignore[arg-type]
@@ -230,7 +196,7 @@ def test_capacity_503_with_retry_after_and_release_after_bye() -> None:
 
 
 def test_application_refusal_releases_admission() -> None:
-    h = Harness(app=RecordingApp(refuse_with=SipError(488, "no usable audio stream")))
+    h = Harness(app=FixedAnswerApp(refuse_with=SipError(488, "no usable audio stream")))
     resp = only_final(h.feed(req("INVITE", ctype="application/sdp", body_len=len(SDP)), body=SDP))
     assert resp.status == 488
     assert warning(resp) == '399 siprec "no usable audio stream"'

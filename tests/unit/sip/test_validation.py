@@ -4,7 +4,7 @@ import pytest
 
 from siprec.sip.errors import SipError
 from siprec.sip.message import Headers, SipRequest
-from siprec.sip.validation import UasPolicy, check_body_type, validate_request
+from siprec.sip.validation import UasPolicy, check_accepts, check_body_type, validate_request
 
 POLICY = UasPolicy(supported=("siprec", "timer"), accept=("application/sdp", "multipart/mixed"))
 
@@ -95,3 +95,13 @@ def test_body_type() -> None:
     req.headers.set("Content-Encoding", "gzip")
     with pytest.raises(SipError):
         check_body_type(req, POLICY)
+
+
+def test_accept_that_excludes_sdp_is_406() -> None:
+    check_accepts(request("INVITE"))  # no Accept: anything goes
+    check_accepts(request("INVITE", Accept="application/*"))
+    check_accepts(request("INVITE", Accept="text/html, application/sdp;q=0.5"))
+    with pytest.raises(SipError) as exc:
+        check_accepts(request("INVITE", Accept="text/nobodyKnowsThis"))
+    assert exc.value.status == 406
+    assert dict(exc.value.headers)["Accept"] == "application/sdp"

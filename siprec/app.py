@@ -1,0 +1,152 @@
+"""Builds every component from Config, starts them in order and stops them in reverse (graceful on SIGTERM)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from siprec import __version__
+from siprec.config import Config
+from siprec.sip.admission import AdmissionControl, SourceLimits
+from siprec.sip.core import SipApplication, SipCore
+from siprec.sip.transport import SipTransport, TransportLimits, make_server_ssl_context
+from siprec.sip.validation import UasPolicy
+
+log = logging.getLogger("siprec.app")
+
+# How often the application's own timers (session timers, RTP idle) are looked at.
+TICK_S = 1.0
+
+
+@dataclass
+class Components:
+    """What an application factory gets to build the SIP application with."""
+
+    config: Config
+    core: SipCore
+
+
+ApplicationFactory = Callable[[Components], SipApplication]
+
+
+def advertised_host(config: Config) -> str:
+    """The address we put in Contact, Via and SDP: configured, else the bound host, else our outbound address."""
+    if config.sip.advertised_host:
+        return config.sip.advertised_host
+    if config.sip.host not in ("0.0.0.0", "::", ""):
+        return config.sip.host
+    try:
+        # No packet is sent: connecting a UDP socket only selects the source address the kernel would use.
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("192.0.2.1", 9))
+            return str(probe.getsockname()[0])
+    except OSError:
+        return "127.0.0.1"
+
+
+def _default_application(parts: Components) -> SipApplication:
+    from siprec.srs.uas import (
+        build_recording_uas,  # the SIPREC layer; imported here to keep app importable alone
+    )
+
+    return build_recording_uas(parts.config, parts.core)
+
+
+class SiprecServer:
+    """One running server. `start()` then `stop()`; ports 0 in the config pick free ports (tests)."""
+
+    def __init__(self, config: Config, *, application: ApplicationFactory | None = None) -> None:
+        self.config = config
+        sip = config.sip
+        limits = config.limits
+        self.admission = AdmissionControl(
+            [str(n) for n in sip.trusted_sources],
+            SourceLimits(limits.per_source.concurrent, limits.per_source.hourly, limits.per_source.daily),
+            limits.max_sessions,
+        )
+        # The core needs the application and the application the core: the policy is filled once both exist.
+        self.core = SipCore(_Unset(), policy=UasPolicy(), admission=self.admission, clock=time.monotonic)
+        self.app = (application or _default_application)(Components(config, self.core))
+        self.core.app = self.app
+        self.core.policy = UasPolicy(
+            supported=tuple(getattr(self.app, "supported_options", ())),
+            accept=tuple(getattr(self.app, "accepted_types", ("application/sdp",))),
+        )
+        ssl_context = make_server_ssl_context(sip.tls_cert, sip.tls_key) if sip.tls_port else None
+        self.transport = SipTransport(
+            self.core,
+            host=sip.host,
+            udp_port=sip.udp_port,
+            tcp_port=sip.tcp_port,
+            tls_port=sip.tls_port or None,
+            ssl_context=ssl_context,
+            limits=TransportLimits(max_message_size=sip.max_message_size),
+        )
+        self._ticker: asyncio.Task[None] | None = None
+        self.started_at: float | None = None
+
+    async def start(self) -> None:
+        await self.transport.start()
+        self.core.bind(self.transport.send, advertised_host(self.config), self.transport.bound)
+        self._ticker = asyncio.create_task(self._tick(), name="siprec-app-ticker")
+        self.started_at = time.time()
+        log.info("siprec %s started: SIP %s", __version__, self.transport.bound)
+
+    async def stop(self) -> None:
+        shutdown = getattr(self.app, "shutdown", None)
+        if shutdown is not None:
+            shutdown()  # ends live sessions with BYE while the transport can still send it
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
+        await self.transport.stop()
+        log.info("siprec stopped")
+
+    async def _tick(self) -> None:
+        on_tick = getattr(self.app, "tick", None)
+        while True:
+            await asyncio.sleep(TICK_S)
+            if on_tick is not None:
+                try:
+                    on_tick(time.monotonic())
+                except Exception:
+                    log.exception("application timer failed")
+
+
+class _Unset:
+    """Placeholder application while the real one is being built (never receives traffic)."""
+
+    def __getattr__(self, name: str) -> object:
+        raise RuntimeError("SIP application not set")
+
+
+async def serve_forever(config: Config) -> int:
+    server = SiprecServer(config)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+        log.info("signal received: draining")
+    finally:
+        await server.stop()
+    return 0
+
+
+def run(config: Config) -> int:
+    """Blocking entry point of `siprec serve`: runs until SIGTERM/SIGINT, returns the exit code."""
+    try:
+        import uvloop  # measured in DESIGN.md: 4x less CPU per datagram than the default loop
+    except ImportError:
+        return asyncio.run(serve_forever(config))
+    return uvloop.run(serve_forever(config))
