@@ -375,6 +375,10 @@ class StreamFramer:
     def buffered(self) -> int:
         return len(self._buf)
 
+    def pending(self) -> bytes:
+        """The bytes not yet framed (after an error: what the caller may salvage a response address from)."""
+        return bytes(self._buf)
+
     def feed(self, data: bytes) -> list[bytes | KeepAlive]:
         self._buf += data
         out: list[bytes | KeepAlive] = []

@@ -247,3 +247,11 @@ def test_framer_buffer_is_bounded_and_scan_linear() -> None:
         framer.feed(head[i : i + 1000])
         assert framer.buffered <= 65535
     assert framer.buffered == 0
+
+
+def test_framer_pending_keeps_unframed_bytes_for_salvage() -> None:
+    framer = StreamFramer()
+    broken = request(length=None)
+    with pytest.raises(SipParseError):
+        framer.feed(broken)
+    assert framer.pending() == broken
