@@ -1,0 +1,131 @@
+"""Typed events, with ONE wire schema for every sink (WebSocket, AMQP, webhooks): `{"type": ..., "payload": {...}}`.
+
+An event is a frozen dataclass; its fields are the payload. `type` is the WebSocket frame type, `routing_key` the
+AMQP routing key (dots for underscores unless a class says otherwise). Events carry plain data only (no session
+objects), so a sink can serialise them at any later time and nothing downstream can mutate the session.
+Later issues add transcript and analytics events here the same way: subclass `Event`, set `type`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class Event:
+    type: ClassVar[str] = "event"
+
+    @property
+    def routing_key(self) -> str:
+        return self.type.replace("_", ".")
+
+    def payload(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "payload": self.payload()}
+
+    def to_json(self) -> str:
+        """The frame every sink sends: one JSON object, UTF-8 kept as is, no trailing newline."""
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+
+
+# --- shared shapes ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ParticipantInfo:
+    """A participant as the manifest and events show it (CONTRACT.md: {id, aor, name})."""
+
+    id: str
+    aor: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class LegInfo:
+    """One recorded stream (SDP m-line) and who speaks on it."""
+
+    index: int
+    label: str | None
+    state: str  # open | held | closed
+    codec: str
+    payload_type: int
+    sample_rate: int
+    port: int
+    participant: ParticipantInfo | None = None
+    participants: tuple[ParticipantInfo, ...] = ()  # every sender of a mixed stream
+    rule: str = "unknown"  # which attribution rule decided (metadata-label, metadata-stream, sdp-order, unknown)
+
+
+# --- session lifecycle -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SessionStarted(Event):
+    type: ClassVar[str] = "session_started"
+
+    call_id: str
+    session_id: str
+    started_at: float  # Unix time
+    siprec: bool  # False: a plain INVITE recorded without metadata
+    participants: tuple[ParticipantInfo, ...] = ()
+    legs: tuple[LegInfo, ...] = ()
+    state: str = "active"
+
+
+@dataclass(frozen=True)
+class SessionUpdated(Event):
+    """Participants or streams changed. `changes` names what ("participants", "streams"); the id lists say how."""
+
+    type: ClassVar[str] = "session_updated"
+
+    call_id: str
+    session_id: str
+    changes: tuple[str, ...]
+    participants: tuple[ParticipantInfo, ...] = ()
+    legs: tuple[LegInfo, ...] = ()
+    participants_added: tuple[str, ...] = ()
+    participants_removed: tuple[str, ...] = ()
+    participants_changed: tuple[str, ...] = ()
+    legs_added: tuple[int, ...] = ()
+    legs_removed: tuple[int, ...] = ()
+    legs_changed: tuple[int, ...] = ()  # codec/remote address changed, or another participant now speaks
+    metadata_version: int = 0
+
+
+@dataclass(frozen=True)
+class SessionPaused(Event):
+    type: ClassVar[str] = "session_paused"
+
+    call_id: str
+    session_id: str
+    reason: str  # hold | api
+    at: float
+    reasons: tuple[str, ...] = field(default=())  # every reason in force after this change
+
+
+@dataclass(frozen=True)
+class SessionResumed(Event):
+    type: ClassVar[str] = "session_resumed"
+
+    call_id: str
+    session_id: str
+    reason: str  # the reason that was lifted
+    at: float
+
+
+@dataclass(frozen=True)
+class SessionEnded(Event):
+    type: ClassVar[str] = "session_ended"
+
+    call_id: str
+    session_id: str
+    reason: str  # bye | cancel | ack-timeout | session-expired | rtp-timeout | shutdown | refused ...
+    started_at: float
+    ended_at: float
+    duration_s: float
+    participants: tuple[ParticipantInfo, ...] = ()
+    metadata_versions: int = 0
