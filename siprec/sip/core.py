@@ -292,11 +292,12 @@ class SipCore:
             return
         if not logged:
             log.info("%s refused with %d: %s", req.method, err.status, err.warning, extra={"call_id": _safe_call_id(req)})
+        resp = self._error_response(req, err)
         try:
-            resp = self._error_response(req, err)
             dest = txn.response_destination(req, peer)
         except SipError:
-            return  # not even enough to address a response (RFC 3261 section 18.2.1): drop
+            # The Via itself is what is broken: the only address left is the one the request came from.
+            dest = peer
         self.stats.count_response(err.status)
         self.send(dest, resp.serialize())
 

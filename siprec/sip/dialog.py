@@ -85,7 +85,9 @@ class Dialog:
         "the Request-URI is sips:" (the caller should also require that it came over TLS)."""
         target = _first_contact_uri(invite)
         if target is None:
-            raise SipError(400, "INVITE without a usable Contact")
+            # RFC 2543 peers may omit Contact (RFC 4475 section 3.4.1 asks us to accept them): their From URI is
+            # where in-dialog requests went before RFC 3261.
+            target = invite.from_.uri
         route_set = [v.strip() for v in invite.headers.get_all("Record-Route")]
         for route in route_set:
             parse_name_addr(route, what="Record-Route")  # reject garbage now, not when we send BYE

@@ -13,6 +13,12 @@ from siprec.sip.errors import SipError
 from siprec.sip.message import SipRequest
 
 MANDATORY_HEADERS = ("Via", "From", "To", "Call-ID", "CSeq")
+# Methods standardised for SIP: one we know but do not allow gets 405, one we have never heard of gets 501
+# (RFC 3261 section 21.4.6 / 21.5.2); both carry Allow.
+KNOWN_METHODS = frozenset(
+    {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY", "PUBLISH", "INFO",
+     "REFER", "MESSAGE", "UPDATE"}
+)
 # Require is not applied to these (RFC 3261 section 8.2.2.3).
 _NO_REQUIRE_CHECK = frozenset({"ACK", "CANCEL"})
 
@@ -55,7 +61,9 @@ def validate_request(req: SipRequest, policy: UasPolicy) -> None:
     if max_forwards == 0 and req.method != "ACK":
         raise SipError(483, "Max-Forwards is 0")
     if req.method not in policy.allowed_methods:
-        raise SipError(405, f"method {req.method} is not allowed here", headers=[("Allow", policy.allow_header)])
+        if req.method in KNOWN_METHODS:
+            raise SipError(405, f"method {req.method} is not allowed here", headers=[("Allow", policy.allow_header)])
+        raise SipError(501, f"method {req.method} is not implemented", headers=[("Allow", policy.allow_header)])
     scheme = req.uri.split(":", 1)[0].lower() if ":" in req.uri else ""
     if scheme not in policy.uri_schemes:
         raise SipError(416, f"unsupported Request-URI scheme {scheme or '(none)'!r}")

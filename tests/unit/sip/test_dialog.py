@@ -71,10 +71,10 @@ def test_from_invite_fills_the_dialog_state() -> None:
     assert Dialog.from_invite(invite(uri="sips:srs@192.0.2.1"), "lt").secure
 
 
-def test_from_invite_without_contact_is_400() -> None:
-    with pytest.raises(SipError) as err:
-        Dialog.from_invite(invite(contact=None), "lt")
-    assert err.value.status == 400
+def test_from_invite_without_contact_targets_the_from_uri() -> None:
+    # RFC 2543 style (RFC 4475 section 3.4.1): no Contact, in-dialog requests go to the From URI.
+    d = Dialog.from_invite(invite(contact=None), "lt")
+    assert d.remote_target == d.remote_uri
 
 
 def test_rfc2543_peer_without_from_tag() -> None:

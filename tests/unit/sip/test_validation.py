@@ -56,9 +56,12 @@ def test_max_forwards_zero_is_483_and_bad_value_is_400() -> None:
     validate_request(request(Max_Forwards=None), POLICY)  # absent is tolerated
 
 
-def test_unknown_method_is_405_with_allow() -> None:
+def test_known_method_not_allowed_is_405_unknown_is_501_both_with_allow() -> None:
     err = refused(request("NOTIFY"))
     assert err.status == 405
+    assert dict(err.headers)["Allow"] == "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE"
+    err = refused(request("FROBNICATE"))
+    assert (err.status, err.warning) == (501, "method FROBNICATE is not implemented")
     assert dict(err.headers)["Allow"] == "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE"
 
 
