@@ -62,7 +62,10 @@ MAX_MISORDER = 100
 _EPOCH_SHIFT = 48
 _SEQ_BASE = 1 << 16  # extended sequence numbers start here so a reordered predecessor never goes negative
 _LATE_HORIZON_S = 10.0  # a far-backwards sequence number this late is a straggler, not a restart
-_BUCKET_S = 1.0  # window half-width of the transit minimum
+_BUCKET_S = 0.5  # the transit minimum is taken per bucket of arrivals ...
+_BUCKETS = 4  # ... and the clock relation is the median of the last four bucket minima
+_RATE_WINDOW_S = 60.0  # the drift rate is measured over this long, to extrapolate across silences
+_MAX_RATE = 0.002  # a faster apparent drift is a step (hold, route change), not a clock
 _SETTLE_S = 1.0  # during the first bucket the leg's reference c0 follows the minimum
 _MAX_LOST_KEYS = 4096
 
@@ -104,7 +107,7 @@ class JitterBuffer:
         jitter_ms: float = 60,
         *,
         duration_of: Callable[[bytes], int] | None = None,
-        resync_ms: float = 1000,
+        resync_ms: float = 100,
         drift_soft_ms: float = 5,
         drift_hard_ms: float = 15,
         max_packets: int = 500,
@@ -127,19 +130,26 @@ class JitterBuffer:
         self._ssrc: int | None = None
         self._old_ssrcs: deque[int] = deque(maxlen=4)
         self._max_seq = 0  # extended, of the current epoch
-        self._first_seq = 0
+        self._first_seq = 0  # packets before this one belong to an abandoned mapping (0: no such floor)
         self._ts_ref = 0  # extended timestamp of the packet with _max_seq
         self._ts_offset = 0
 
         # Transit minimum over two buckets (ticks, relative to t0), and the leg's reference.
         self._bucket_end = 0.0
         self._min_cur = 0.0
-        self._min_prev = 0.0
+        self._minima: deque[tuple[float, float]] = deque(maxlen=_BUCKETS)  # (bucket centre, minimum)
+        self._c = 0.0  # the clock relation estimate (ticks) at time _c_time (seconds after t0) ...
+        self._c_time = 0.0
+        self._rate = 0.0  # ... and how fast it moves (ticks per second), measured over _RATE_WINDOW_S
+        self._anchor: tuple[float, float] | None = None
+        self._now = 0.0  # seconds after t0 of the latest arrival or poll
         self._c0 = 0.0
+        self._base = 0  # output position of nominal position 0, fixed by the first emitted packet
 
         self._heap: list[tuple[int, int, int, int, bytes]] = []  # (key, pos, duration, timestamp, payload)
         self._pending: set[int] = set()
         self._last_key = -1
+        self._epoch_start_key = -1  # first key emitted in the current epoch: anything older never played
         self._next_pos = 0  # nominal end of the last emitted packet
         self._applied = 0  # output position minus nominal position
         self._out = 0  # ticks emitted so far
@@ -163,7 +173,10 @@ class JitterBuffer:
         self.received += 1
         if not self._started:
             self._start(seq, timestamp, arrival, ssrc)
-        x = (arrival - self._t0) * self.clock_rate
+        rel = arrival - self._t0
+        x = rel * self.clock_rate
+        if rel > self._now:
+            self._now = rel
         if ssrc is not None and ssrc != self._ssrc:
             if ssrc in self._old_ssrcs:
                 self.late += 1  # a straggler from a source already replaced
@@ -171,7 +184,7 @@ class JitterBuffer:
             if self._ssrc is not None:
                 self._old_ssrcs.append(self._ssrc)
             self._ssrc = ssrc
-            self._new_epoch(seq, timestamp, x)
+            self._new_epoch(seq, timestamp, x, floor=False)
             ext, ext_ts = self._max_seq, self._ts_ref
         else:
             d = ((seq - self._max_seq + 0x8000) & 0xFFFF) - 0x8000
@@ -179,7 +192,7 @@ class JitterBuffer:
             ext = self._max_seq + d
             ext_ts = self._ts_ref + dts
             if d > 0:
-                if d > MAX_DROPOUT or dts < 0 or x - ext_ts - self._ts_offset < self._clock() - self._resync:
+                if d > MAX_DROPOUT or dts < 0 or x - ext_ts - self._ts_offset < self._clock(rel) - self._resync:
                     self._new_epoch(seq, timestamp, x)
                     ext, ext_ts = self._max_seq, self._ts_ref
                 else:
@@ -188,7 +201,7 @@ class JitterBuffer:
                     self._max_seq = ext
                     self._ts_ref = ext_ts
             elif d < -MAX_MISORDER:
-                if 0 <= x - ext_ts - self._ts_offset - self._clock() <= _LATE_HORIZON_S * self.clock_rate:
+                if 0 <= x - ext_ts - self._ts_offset - self._clock(rel) <= _LATE_HORIZON_S * self.clock_rate:
                     self.late += 1
                     return
                 self._new_epoch(seq, timestamp, x)
@@ -203,17 +216,21 @@ class JitterBuffer:
                 self._lost_keys.discard(key)
                 self.lost -= 1
                 self.late += 1
+            elif key < self._epoch_start_key:
+                self.late += 1
             else:
                 self.duplicates += 1
             return
         s = x - pos
-        if arrival >= self._bucket_end:
-            self._min_prev, self._min_cur = self._min_cur, s
-            self._bucket_end = arrival + _BUCKET_S
+        if rel >= self._bucket_end:
+            self._close_bucket(rel)
+            self._min_cur = s
         elif s < self._min_cur:
             self._min_cur = s
-        if arrival - self._t0 < _SETTLE_S:
-            self._c0 = self._clock()
+            if not self._minima:
+                self._c = s
+        if rel < _SETTLE_S:
+            self._c0 = self._c
         duration = self._duration_of(payload) if self._duration_of is not None else self._dur
         heapq.heappush(self._heap, (key, pos, duration, timestamp, payload))
         self._pending.add(key)
@@ -222,17 +239,47 @@ class JitterBuffer:
         self._started = True
         self._t0 = arrival
         self._ssrc = ssrc
-        self._bucket_end = arrival + _BUCKET_S
-        self._new_epoch(seq, timestamp, 0.0)
+        self._bucket_end = _BUCKET_S
+        self._new_epoch(seq, timestamp, 0.0, floor=False)
         self.resyncs = 0
 
-    def _new_epoch(self, seq: int, timestamp: int, x: float) -> None:
-        """Map this packet to its wall-clock position; the clock estimate carries over unchanged."""
+    def _close_bucket(self, rel: float) -> None:
+        """A bucket of arrivals is complete: update the clock relation and, rarely, the drift rate."""
+        self._minima.append((self._bucket_end - _BUCKET_S / 2, self._min_cur))
+        self._bucket_end = rel + _BUCKET_S
+        rate = self._rate
+        # Each minimum is carried forward to now at the measured rate, so old buckets (say from before a
+        # long silence) do not hold the estimate back.
+        values = sorted(v + rate * (rel - t) for t, v in self._minima)
+        self._c = values[(len(values) - 1) // 2]
+        self._c_time = rel
+        if rel < _SETTLE_S:
+            return
+        if self._anchor is None:
+            self._anchor = (rel, self._c)
+            return
+        t_a, c_a = self._anchor
+        if rel - t_a >= _RATE_WINDOW_S:
+            slope = (self._c - c_a) / (rel - t_a)
+            if abs(slope) <= _MAX_RATE * self.clock_rate:
+                self._rate = slope
+            self._anchor = (rel, self._c)
+
+    def _clock(self, rel: float) -> float:
+        """The clock relation at `rel` seconds after t0."""
+        return self._c + self._rate * (rel - self._c_time)
+
+    def _new_epoch(self, seq: int, timestamp: int, x: float, floor: bool = True) -> None:
+        """Map this packet to its wall-clock position; the clock estimate carries over unchanged.
+
+        After a discontinuity within one source (`floor`), reordered packets from before it are dropped: their
+        timestamps belong to the old mapping. At the start of a source they are its own earlier packets."""
         self.resyncs += 1
         self._epoch += 1
-        self._max_seq = self._first_seq = _SEQ_BASE + seq
+        self._max_seq = _SEQ_BASE + seq
+        self._first_seq = self._max_seq if floor else 0
         self._ts_ref = timestamp
-        self._ts_offset = round(x - self._clock()) - timestamp
+        self._ts_offset = round(x - self._clock(x / self.clock_rate)) - timestamp
         self._last_delta = -1
 
     def _learn_duration(self, delta: int) -> None:
@@ -240,9 +287,6 @@ class JitterBuffer:
         if delta == self._last_delta:
             self._dur = delta
         self._last_delta = delta
-
-    def _clock(self) -> float:
-        return min(self._min_cur, self._min_prev)
 
     # ---------------------------------------------------------------------------------------------- release
 
@@ -252,7 +296,10 @@ class JitterBuffer:
         heap = self._heap
         if not heap:
             return out
-        limit = (now - self._t0) * self.clock_rate - self._clock() - self._jitter
+        rel = now - self._t0
+        if rel > self._now:
+            self._now = rel
+        limit = rel * self.clock_rate - self._clock(rel) - self._jitter
         while heap:
             head = heap[0]
             if head[0] == self._last_key + 1 or head[1] <= limit:
@@ -278,7 +325,7 @@ class JitterBuffer:
     def _emit(self, entry: tuple[int, int, int, int, bytes], out: list[Frame]) -> None:
         key, pos, duration, timestamp, payload = entry
         last = self._last_key
-        drift = round(self._clock() - self._c0)
+        drift = round(self._clock(self._now) - self._c0) + self._base
         if last >= 0 and key >> _EPOCH_SHIFT == last >> _EPOCH_SHIFT:
             missing = key - last - 1
             if missing:
@@ -317,8 +364,13 @@ class JitterBuffer:
         else:
             # First packet of the leg or of an epoch: placed at its wall-clock position, never before the
             # audio already written.
+            if last < 0:
+                # The leg starts with this packet, even if a reordered predecessor got a negative position.
+                self._base -= drift + pos
+                drift = -pos
             gap = max(pos + drift - self._out, 0)
             self._applied = self._out + gap - pos
+            self._epoch_start_key = key
         if gap:
             out.append(Gap(self._out, gap))
             self._out += gap
@@ -338,12 +390,12 @@ class JitterBuffer:
     @property
     def start_time(self) -> float | None:
         """Wall-clock time of position 0 (arrival of the first packet less its excess network delay)."""
-        return self._t0 + self._c0 / self.clock_rate if self._started else None
+        return self._t0 + (self._c0 - self._base) / self.clock_rate if self._started else None
 
     @property
     def drift_ms(self) -> float:
         """How far the sender clock has fallen behind (+) or run ahead (-) of the wall clock since the start."""
-        return (self._clock() - self._c0) * 1000 / self.clock_rate
+        return (self._clock(self._now) - self._c0 + self._base) * 1000 / self.clock_rate
 
     @property
     def buffered(self) -> int:
