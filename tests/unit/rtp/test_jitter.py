@@ -261,3 +261,22 @@ def test_one_hour_call_with_drifting_sender_clock_stays_on_wall_clock() -> None:
 def test_no_drift_means_no_correction() -> None:
     worst, jb = simulate_call(0.0, 600, seed=3, dtx=True, loss=0.02)
     assert worst < 1 and jb.drift_inserted == jb.drift_removed == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 65535), st.integers(0, 2**32 - 1), st.integers(0, 400),
+                          st.floats(0, 5), st.sampled_from([None, 1, 2])), max_size=60))
+def test_arbitrary_packet_sequences_never_break_the_timeline(packets: list) -> None:
+    # Hostile or broken senders: random sequence numbers, timestamps, sizes, arrival jumps and SSRCs.
+    jb = JitterBuffer(RATE, PTIME, duration_of=len)
+    frames: list[Frame] = []
+    now = T0
+    for seq, ts, size, dt, ssrc in packets:
+        now += dt
+        jb.push(seq, ts, b"\x01" * size, now, ssrc=ssrc)
+        frames += jb.pop_ready(now)
+    frames += jb.flush()
+    render(frames)  # contiguous positions
+    assert all(f.samples >= 0 for f in frames)
+    assert jb.played + jb.duplicates + jb.late + jb.drift_dropped <= jb.received
+    assert jb.buffered == 0
