@@ -18,9 +18,12 @@ on the *output timeline* in RTP clock ticks, and everything else maps onto it.
   come from `duration_of(payload)` (the codec knows: G.711 bytes, Opus TOC, ...) or else a learned estimate.
 
 * **Wall clock.** For every packet `s = arrival * clock_rate - pos` is its transit time in ticks plus a constant.
-  Queueing only ever adds delay, so the minimum of `s` over a short window (two 1-second buckets) follows
-  the true sender-clock/wall-clock relation `c` with little noise and no lag for a fast sender (a slow sender
-  lags by under 2 s x drift, i.e. 2 ms at 0.1 %). `drift = c - c0` (c0: the relation at leg start) is how far
+  Queueing only ever adds delay, so minima of `s` follow the true sender-clock/wall-clock relation `c`. The
+  estimate is the median of the minima of the last four 0.5 s buckets of arrivals: one early outlier cannot move
+  it, a real change (route, hold) moves it within about a second, and the lag for a drifting sender is ~1 ms at
+  0.1 %. The drift *rate* is measured over 60 s windows (apparent rates above 0.2 % are steps, not clocks) and
+  used to carry old minima and the estimate forward across silences, so a talk spurt after 30 s of DTX is placed
+  as precisely as one after 20 ms. `drift = c - c0` (c0: the relation in the first second) is how far
   the sender clock has run slow (+) or fast (-) of the wall clock. The buffer keeps `applied`, the correction
   actually applied so far (output position = pos + applied), and corrects `err = applied - drift` only at
   packet boundaries, never inside a packet:
@@ -66,7 +69,7 @@ _BUCKET_S = 0.5  # the transit minimum is taken per bucket of arrivals ...
 _BUCKETS = 4  # ... and the clock relation is the median of the last four bucket minima
 _RATE_WINDOW_S = 60.0  # the drift rate is measured over this long, to extrapolate across silences
 _MAX_RATE = 0.002  # a faster apparent drift is a step (hold, route change), not a clock
-_SETTLE_S = 1.0  # during the first bucket the leg's reference c0 follows the minimum
+_SETTLE_S = 1.0  # during the first second the leg's reference c0 follows the estimate
 _MAX_LOST_KEYS = 4096
 
 
@@ -134,7 +137,7 @@ class JitterBuffer:
         self._ts_ref = 0  # extended timestamp of the packet with _max_seq
         self._ts_offset = 0
 
-        # Transit minimum over two buckets (ticks, relative to t0), and the leg's reference.
+        # Clock relation estimate: per-bucket transit minima (ticks, arrivals relative to t0), the leg's reference.
         self._bucket_end = 0.0
         self._min_cur = 0.0
         self._minima: deque[tuple[float, float]] = deque(maxlen=_BUCKETS)  # (bucket centre, minimum)
