@@ -7,6 +7,7 @@ angle brackets, generic parameters, and the typed values Via, name-addr (From/To
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -125,29 +126,15 @@ def split_comma(value: str, *, keep_empty: bool = False) -> list[str]:
         return items if keep_empty else [p for p in items if p]
     parts: list[str] = []
     start = 0
-    in_quotes = False
     in_angle = False
-    i = 0
-    n = len(value)
-    while i < n:
-        ch = value[i]
-        if in_quotes:
-            if ch == "\\":
-                i += 1
-            elif ch == '"':
-                in_quotes = False
-        elif ch == '"':
-            in_quotes = True
-        elif ch == "<":
+    for i, ch in _unquoted(value, ",<>"):
+        if ch == "<":
             in_angle = True
         elif ch == ">":
             in_angle = False
-        elif ch == "," and not in_angle:
+        elif not in_angle:
             parts.append(value[start:i].strip())
             start = i + 1
-        i += 1
-    if in_quotes:
-        raise SipParseError("unterminated quoted string")
     parts.append(value[start:].strip())
     return parts if keep_empty else [p for p in parts if p]
 
@@ -175,12 +162,13 @@ def quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _split_unquoted(text: str, sep: str) -> list[str]:
-    parts: list[str] = []
-    start = 0
+def _unquoted(text: str, targets: str) -> Iterator[tuple[int, str]]:
+    """(index, char) of each character of `targets` outside "quoted strings" (backslash escapes honoured).
+    Raises when the text ends inside a quoted string and the caller is still reading."""
     in_quotes = False
     i = 0
-    while i < len(text):
+    n = len(text)
+    while i < n:
         ch = text[i]
         if in_quotes:
             if ch == "\\":
@@ -189,12 +177,19 @@ def _split_unquoted(text: str, sep: str) -> list[str]:
                 in_quotes = False
         elif ch == '"':
             in_quotes = True
-        elif ch == sep:
-            parts.append(text[start:i])
-            start = i + 1
+        elif ch in targets:
+            yield i, ch
         i += 1
     if in_quotes:
         raise SipParseError("unterminated quoted string")
+
+
+def _split_unquoted(text: str, sep: str) -> list[str]:
+    parts: list[str] = []
+    start = 0
+    for i, _ in _unquoted(text, sep):
+        parts.append(text[start:i])
+        start = i + 1
     parts.append(text[start:])
     return parts
 
@@ -426,21 +421,10 @@ def closing_quote(text: str, start: int) -> int:
 
 
 def _find_unquoted(text: str, ch: str) -> int:
-    in_quotes = False
-    i = 0
-    while i < len(text):
-        c = text[i]
-        if in_quotes:
-            if c == "\\":
-                i += 1
-            elif c == '"':
-                in_quotes = False
-        elif c == '"':
-            in_quotes = True
-        elif c == ch:
-            return i
-        i += 1
-    return -1
+    try:
+        return next(i for i, _ in _unquoted(text, ch))
+    except (StopIteration, SipParseError):
+        return -1  # not there (an unterminated quote is reported by the caller's own checks)
 
 
 @dataclass(frozen=True)
