@@ -182,16 +182,6 @@ class SipConfig(_Section):
             ))
         return out
 
-    def source_allowed(self, addr: str) -> bool:
-        """True when trusted_sources is empty or addr falls in one of its networks."""
-        if not self.trusted_sources:
-            return True
-        try:
-            ip = ipaddress.ip_address(addr)
-        except ValueError:
-            return False
-        return any(ip in net for net in self.trusted_sources)
-
 
 class RtpConfig(_Section):
     port_min: RtpPort = 16384

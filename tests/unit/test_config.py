@@ -141,8 +141,6 @@ webhooks: {urls: ["https://hook.example/x"], secret: whs, timeout_s: 2, max_retr
     c = load_config(f, {})
     assert c.sip.tls_port == 5061 and c.sip.require_siprec is True
     assert c.sip.trusted_sources[1] == ipaddress.ip_network("192.0.2.7/32")
-    assert c.sip.source_allowed("10.1.2.3") and c.sip.source_allowed("2001:db8::1")
-    assert not c.sip.source_allowed("192.0.2.8") and not c.sip.source_allowed("not-an-ip")
     assert c.rtp.port_max == 20003 and c.rtp.rtp_timeout_s == 2.5
     assert c.recording.dir == Path("/srv/rec") and c.recording.format == "flac"
     assert c.recording.encryption.key_file == "/etc/siprec/key"
@@ -159,8 +157,15 @@ webhooks: {urls: ["https://hook.example/x"], secret: whs, timeout_s: 2, max_retr
     assert c.webhooks.max_retries == 0
 
 
-def test_empty_trusted_sources_allows_any() -> None:
-    assert Config().sip.source_allowed("198.51.100.1")
+def test_trusted_sources_feed_admission_control() -> None:
+    # The config holds networks; siprec.sip.admission decides (one mechanism, tested there).
+    from siprec.sip.admission import AdmissionControl
+
+    c = Config.model_validate({"sip": {"trusted_sources": "10.0.0.0/8, 2001:db8::/32"}})
+    ac = AdmissionControl([str(n) for n in c.sip.trusted_sources])
+    assert ac.is_trusted("10.1.2.3") and ac.is_trusted("2001:db8::1")
+    assert not ac.is_trusted("192.0.2.8") and not ac.is_trusted("not-an-ip")
+    assert AdmissionControl([str(n) for n in Config().sip.trusted_sources]).is_trusted("198.51.100.1")
 
 
 # --------------------------------------------------------------------------- env overrides
