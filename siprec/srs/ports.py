@@ -44,18 +44,20 @@ class PortPool:
         self._queued: set[int] = set()  # slots in quarantine, for O(1) double-release checks
         self._cursor = 0  # next slot to try: rotating spreads reuse over the whole range
 
-    # --- queries ----------------------------------------------------------------------------------------
+    # --- queries (as of the clock's now) ----------------------------------------------------------------
     @property
     def available(self) -> int:
         """Ports that could be handed out now (quarantine not counted until it is over)."""
+        self._expire(self.clock())
         return self._free_count
 
     @property
     def in_use(self) -> int:
-        return self.slots - self._free_count - len(self._quarantine)
+        return self.slots - self.available - len(self._quarantine)
 
     @property
     def quarantined(self) -> int:
+        self._expire(self.clock())
         return len(self._quarantine)
 
     # --- allocation -------------------------------------------------------------------------------------

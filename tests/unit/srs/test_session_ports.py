@@ -22,10 +22,11 @@ def test_odd_port_min_rounds_up_and_rtcp_fits() -> None:
 
 
 def test_quarantine_delays_reuse() -> None:
-    pool = PortPool(20000, 20007, quarantine_s=30)  # 4 slots
+    now = 100.0
+    pool = PortPool(20000, 20007, quarantine_s=30, clock=lambda: now)  # 4 slots
     ports = pool.allocate(4, now=0)
     pool.release(ports[:2], now=100)
-    assert pool.quarantined == 2 and pool.available == 0
+    assert pool.quarantined == 2 and pool.available == 0 and pool.in_use == 2
     with pytest.raises(SipError) as err:
         pool.allocate(1, now=129.9)
     assert err.value.status == 503
