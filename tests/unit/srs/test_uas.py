@@ -10,7 +10,7 @@ from siprec.events.types import SessionEnded, SessionPaused, SessionResumed, Ses
 from siprec.sip.message import SipRequest
 from siprec.srs.ports import PortPool
 from siprec.srs.session import LegState, SessionState
-from tests.unit.srs.uas_harness import (
+from tests.unit.srs.test_uas_support import (
     INVITES,
     RecordingMedia,
     UasHarness,
