@@ -197,6 +197,10 @@ _REFRESH = "session-refresh"
 class RecordingUas:
     """SIPREC semantics on top of SipCore; one `RecordingSession` per accepted INVITE dialog."""
 
+    # Read by siprec.app to build the core's UasPolicy (OPTIONS advertises them, validation enforces them).
+    supported_options = SUPPORTED_OPTIONS
+    accepted_types = ACCEPTED_TYPES
+
     def __init__(
         self,
         config: Config,
