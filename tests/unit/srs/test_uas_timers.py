@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from siprec.events.types import SessionEnded
 from siprec.sip.message import SipRequest
 from tests.unit.srs.test_uas import CTYPE, TWO_LEGS, assert_clean
@@ -116,7 +114,6 @@ def test_held_call_is_not_idle_and_no_media_means_no_rtp_timer(tmp_path: Path) -
     assert requests(plain.advance(3600), "BYE") == []
 
 
-@pytest.mark.slow
 def test_thousand_calls_leave_nothing_behind(tmp_path: Path) -> None:
     media = RecordingMedia()
     h = UasHarness(tmp_path, media=media, sip={"session_expires": 300}, rtp={"rtp_timeout_s": 1000})
