@@ -66,7 +66,7 @@ class Dialog:
     local_cseq: int = 0  # the next request we send uses local_cseq + 1
     secure: bool = False
     state: DialogState = DialogState.EARLY
-    local_contact: str | None = None  # our Contact, put on target refresh requests we send
+    local_contact: str | None = None  # our Contact header value (name-addr), put on target refresh requests we send
     incoming_invite_cseq: int | None = None  # an INVITE of theirs we have not answered finally yet
     outgoing_invite_cseq: int | None = None  # an INVITE of ours without a final response yet
     pending_ack: int | None = None  # CSeq of the INVITE whose 2xx still waits for its ACK
@@ -209,7 +209,8 @@ class Dialog:
             ("CSeq", f"{self.local_cseq} {method}"),
         ]
         if self.local_contact and method in TARGET_REFRESH:
-            fields.append(("Contact", f"<{self.local_contact}>"))
+            contact = self.local_contact
+            fields.append(("Contact", contact if contact.lstrip().startswith("<") else f"<{contact}>"))
         hdrs = Headers(fields)
         for name, value in headers:
             hdrs.add(name, value)

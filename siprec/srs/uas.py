@@ -448,10 +448,6 @@ class RecordingUas:
         request = dialog.make_request(
             "UPDATE", headers=[("Session-Expires", call.timer.header), ("Supported", ", ".join(SUPPORTED_OPTIONS))]
         )
-        if dialog.local_contact:
-            # Dialog.make_request wraps local_contact in <> although the core stores a whole name-addr
-            # ("<sip:srs@...>;+sip.srs"): put the value back as it is until the dialog layer is fixed.
-            request.headers.set("Contact", dialog.local_contact)
 
         def done(response: SipResponse | None) -> None:
             if self.calls.get(dialog.id) is not call:

@@ -280,3 +280,8 @@ def test_bye_through_the_transaction_layer() -> None:
     assert bye.serialize().startswith(
         b"BYE sip:src@10.0.0.1:5080;transport=udp SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1"
     )
+
+
+def test_local_contact_name_addr_is_kept_with_its_feature_tags() -> None:
+    d = Dialog.from_invite(invite(), "lt", local_contact="<sip:srs@192.0.2.1:5060;transport=udp>;+sip.srs")
+    assert d.make_request("UPDATE").headers.get("Contact") == "<sip:srs@192.0.2.1:5060;transport=udp>;+sip.srs"
