@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from siprec import __version__
 from siprec.config import Config
+from siprec.events.bus import EventBus
 from siprec.sip.admission import AdmissionControl, SourceLimits
 from siprec.sip.core import SipApplication, SipCore
 from siprec.sip.transport import SipTransport, TransportLimits, make_server_ssl_context
@@ -30,6 +31,7 @@ class Components:
 
     config: Config
     core: SipCore
+    bus: EventBus
 
 
 ApplicationFactory = Callable[[Components], SipApplication]
@@ -51,11 +53,12 @@ def advertised_host(config: Config) -> str:
 
 
 def _default_application(parts: Components) -> SipApplication:
-    from siprec.srs.uas import (
-        build_recording_uas,  # the SIPREC layer; imported here to keep app importable alone
-    )
+    # The SIPREC layer, imported here so that app.py stays importable with another application (tests).
+    from siprec.srs.ports import PortPool
+    from siprec.srs.uas import RecordingUas
 
-    return build_recording_uas(parts.config, parts.core)
+    rtp = parts.config.rtp
+    return RecordingUas(parts.config, bus=parts.bus, core=parts.core, ports=PortPool(rtp.port_min, rtp.port_max))
 
 
 class SiprecServer:
@@ -71,8 +74,9 @@ class SiprecServer:
             limits.max_sessions,
         )
         # The core needs the application and the application the core: the policy is filled once both exist.
-        self.core = SipCore(_Unset(), policy=UasPolicy(), admission=self.admission, clock=time.monotonic)
-        self.app = (application or _default_application)(Components(config, self.core))
+        self.bus = EventBus()
+        self.core = SipCore(_NoApplicationYet(), policy=UasPolicy(), admission=self.admission, clock=time.monotonic)
+        self.app = (application or _default_application)(Components(config, self.core, self.bus))
         self.core.app = self.app
         self.core.policy = UasPolicy(
             supported=tuple(getattr(self.app, "supported_options", ())),
@@ -121,11 +125,11 @@ class SiprecServer:
                     log.exception("application timer failed")
 
 
-class _Unset:
-    """Placeholder application while the real one is being built (never receives traffic)."""
+class _NoApplicationYet:
+    """Stands in the core only while the application is being constructed, before any socket is open."""
 
     def __getattr__(self, name: str) -> object:
-        raise RuntimeError("SIP application not set")
+        raise RuntimeError("SIP application not attached yet")
 
 
 async def serve_forever(config: Config) -> int:
