@@ -167,3 +167,32 @@ async def test_untrusted_source_is_refused_with_403() -> None:
             assert "trusted_sources" in (resp.headers.get("Warning") or "")
         finally:
             client.close()
+
+
+async def test_idle_tcp_connection_is_closed_and_connection_cap_holds() -> None:
+    from siprec.sip.transport import SipTransport, TransportLimits
+
+    class Silent:
+        def on_message(self, message: object, peer: object) -> None: ...
+
+        def on_bad_message(self, error: object, peer: object) -> None: ...
+
+    transport = SipTransport(
+        Silent(),  # type: ignore[arg-type]
+        host="127.0.0.1", udp_port=None, tcp_port=0,
+        limits=TransportLimits(idle_timeout_s=0.2, max_connections=2),
+    )
+    await transport.start()
+    try:
+        port = transport.bound["TCP"]
+        conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+        # The third connection is over the cap: closed at once.
+        assert await asyncio.wait_for(conns[2][0].read(), 5) == b""
+        # The other two say nothing and are closed after the idle time.
+        for reader, _ in conns[:2]:
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+        assert await _eventually(lambda: transport.connection_count == 0)
+        for _, writer in conns:
+            writer.close()
+    finally:
+        await transport.stop()
