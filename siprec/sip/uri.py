@@ -201,15 +201,7 @@ def parse_sip_uri(text: str) -> SipUri:
     rest, qmark, header_text = rest.partition("?")
     hostport, _, param_text = rest.partition(";")
     host, port = _parse_hostport(hostport, text)
-    params: dict[str, str | None] = {}
-    if param_text:
-        for raw in param_text.split(";"):
-            if not raw:
-                raise SipParseError(f"bad URI {text[:80]!r}: empty parameter")
-            name, eq, value = raw.partition("=")
-            if not name:
-                raise SipParseError(f"bad URI {text[:80]!r}: parameter without a name")
-            params[unescape(name).lower()] = unescape(value) if eq else None
+    params = _uri_params(param_text, text)
     headers: dict[str, str] = {}
     if qmark:
         for raw in header_text.split("&"):
@@ -256,11 +248,20 @@ def _parse_tel(text: str) -> TelUri:
     allowed = "0123456789-.()" if number.startswith("+") else "0123456789abcdefABCDEF*#-.()"
     if not core or not all(c in allowed for c in core) or not any(c.isalnum() or c in "*#" for c in core):
         raise SipParseError(f"bad URI {text[:80]!r}: bad telephone number")
-    params: dict[str, str | None] = {}
-    if param_text:
-        for raw in param_text.split(";"):
-            if not raw:
-                raise SipParseError(f"bad URI {text[:80]!r}: empty parameter")
-            name, eq, value = raw.partition("=")
-            params[name.lower()] = unescape(value) if eq else None
+    params = _uri_params(param_text, text)
     return TelUri(number=number, params=params)
+
+
+def _uri_params(param_text: str, text: str) -> dict[str, str | None]:
+    """`a=1;b` of a sip/sips/tel URI: names lower-cased, %-escapes resolved; empty or nameless ones are errors."""
+    params: dict[str, str | None] = {}
+    if not param_text:
+        return params
+    for raw in param_text.split(";"):
+        if not raw:
+            raise SipParseError(f"bad URI {text[:80]!r}: empty parameter")
+        name, eq, value = raw.partition("=")
+        if not name:
+            raise SipParseError(f"bad URI {text[:80]!r}: parameter without a name")
+        params[unescape(name).lower()] = unescape(value) if eq else None
+    return params
