@@ -80,7 +80,9 @@ def expected(n: int, lost: set[int] = frozenset()) -> bytes:  # type: ignore[ass
 @given(n=st.integers(2, 120), seed=st.integers(0, 2**32), max_delay_ms=st.integers(0, 55))
 def test_any_reordering_within_the_window_gives_the_same_pcm(n: int, seed: int, max_delay_ms: int) -> None:
     rng = random.Random(seed)
-    packets = [(s, t, d, a + rng.uniform(0, max_delay_ms / 1000)) for s, t, d, a in stream(n)]
+    # The first packet arrives on time: it anchors the leg to wall clock. (A late first packet is realigned at the
+    # next gap, which is right for alignment but is not what this property is about.)
+    packets = [(s, t, d, a + (rng.uniform(0, max_delay_ms / 1000) if i else 0.0)) for i, (s, t, d, a) in enumerate(stream(n))]
     jb = JitterBuffer(RATE, PTIME, jitter_ms=60)
     assert render(run(packets, jb)) == expected(n)
     assert (jb.lost, jb.late, jb.duplicates, jb.drift_inserted, jb.drift_removed) == (0, 0, 0, 0, 0)
@@ -93,12 +95,21 @@ def test_loss_gives_silence_of_the_right_length(n: int, lost: set[int], seed: in
     if len(lost) >= n:
         return
     rng = random.Random(seed)
-    packets = [(s, t, d, a + rng.uniform(0, 0.03)) for i, (s, t, d, a) in enumerate(stream(n)) if i not in lost]
+    first = min(i for i in range(n) if i not in lost)
+    # The first packet received arrives on time (see the reordering test for why), and network jitter stays under
+    # the 5 ms drift threshold: with heavy loss the clock estimate has few packets, and a few ms of legitimate
+    # wall-clock correction at a gap would change the silence length this property is about.
+    packets = [
+        (s, t, d, a + (rng.uniform(0, 0.004) if i != first else 0.0))
+        for i, (s, t, d, a) in enumerate(stream(n))
+        if i not in lost
+    ]
     jb = JitterBuffer(RATE, PTIME, jitter_ms=60)
     assert render(run(packets, jb)) == expected(n, lost)
     kept = [i for i in range(n) if i not in lost]
     assert jb.lost == sum(1 for i in lost if kept[0] < i < kept[-1])
     assert jb.played == len(kept)
+    assert (jb.drift_inserted, jb.drift_removed) == (0, 0)
 
 
 def test_duplicates_are_dropped_and_counted() -> None:
