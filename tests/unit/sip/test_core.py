@@ -8,43 +8,20 @@ from siprec.sip.admission import AdmissionControl, SourceLimits
 from siprec.sip.core import SipCore
 from siprec.sip.errors import SipError, SipParseError
 from siprec.sip.message import SipRequest, SipResponse
-from siprec.sip.parser import parse_message
 from siprec.sip.transaction import Peer
 from siprec.sip.validation import UasPolicy
-from tests.sip_helpers import SDP, FixedAnswerApp
+from tests.sip_helpers import SDP, SRC, CoreDriver, FixedAnswerApp
 
-SRC = Peer("UDP", "192.0.2.9", 5080)
-class Harness:
+
+class Harness(CoreDriver):
     def __init__(self, app: FixedAnswerApp | None = None, **core_kw: object) -> None:
-        self.now = 1000.0
+        super().__init__()
         self.app = app or FixedAnswerApp()
-        self.sent: list[tuple[Peer, bytes]] = []
         policy = UasPolicy(supported=("siprec",), accept=("application/sdp", "multipart/mixed"))
-        self.core = SipCore(self.app, policy=policy, clock=lambda: self.now, **core_kw)  # type: ignore[arg-type]
-        self.core.bind(lambda peer, data: self.sent.append((peer, data)), "192.0.2.1", {"UDP": 5060, "TCP": 5060})
+        self.attach(SipCore(self.app, policy=policy, clock=lambda: self.now, **core_kw))  # type: ignore[arg-type]
 
     def feed(self, text: str, peer: Peer = SRC, body: bytes = b"") -> list[SipResponse | SipRequest]:
-        raw = text.replace("\n", "\r\n").encode() + body
-        before = len(self.sent)
-        try:
-            msg = parse_message(raw)
-        except SipParseError as err:
-            self.core.on_bad_message(err, peer)
-        else:
-            self.core.on_message(msg, peer)
-        return [parse_message(d) for _, d in self.sent[before:]]
-
-    def advance(self, seconds: float) -> list[SipResponse | SipRequest]:
-        before = len(self.sent)
-        target = self.now + seconds
-        while True:
-            deadline = self.core.transactions.next_deadline()
-            if deadline is None or deadline > target:
-                break
-            self.now = deadline
-            self.core.fire_timers()
-        self.now = target
-        return [parse_message(d) for _, d in self.sent[before:]]
+        return self.deliver(text.replace("\n", "\r\n").encode() + body, peer)
 
 
 def req(method: str, *, call_id: str = "c1", cseq: int = 1, to_tag: str | None = None, branch: str = "z9hG4bK1",

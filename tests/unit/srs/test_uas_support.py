@@ -11,18 +11,16 @@ from siprec.config import Config
 from siprec.events.bus import EventBus
 from siprec.events.types import Event
 from siprec.sip.core import SipCore
-from siprec.sip.errors import SipParseError
 from siprec.sip.message import SipRequest, SipResponse
-from siprec.sip.parser import parse_message
 from siprec.sip.transaction import Peer
 from siprec.srs.ports import PortPool
 from siprec.srs.sdp import NegotiatedStream
 from siprec.srs.session import Leg, RecordingSession
 from siprec.srs.uas import RecordingUas, uas_policy
+from tests.sip_helpers import SRC, CoreDriver
 from tests.support import FIXTURES
 
 INVITES = FIXTURES / "siprec" / "invites"
-SRC = Peer("UDP", "192.0.2.9", 5080)
 WALL0 = 1_700_000_000.0  # 2023-11-14 UTC
 
 
@@ -122,34 +120,25 @@ class RecordingMedia:
         self.ended.append(session.call_id)
 
 
-class UasHarness:
+class UasHarness(CoreDriver):
     def __init__(self, tmp: Path, *, media: RecordingMedia | None = None, ports: PortPool | None = None,
                  **config: object) -> None:
-        self.now = 1000.0
+        super().__init__()
         self.wall = WALL0
-        self.sent: list[tuple[Peer, bytes]] = []
         self.config = Config.model_validate({"recording": {"dir": str(tmp)}, **config})
         self.bus = EventBus()
         self.events: list[Event] = []
         self.bus.subscribe(self.events.append)
         self.ports = ports or PortPool(40000, 40999, quarantine_s=10, clock=lambda: self.now)
-        self.core = SipCore(None, policy=uas_policy(), clock=lambda: self.now)  # type: ignore[arg-type]
+        self.attach(SipCore(None, policy=uas_policy(), clock=lambda: self.now))  # type: ignore[arg-type]
         self.uas = RecordingUas(self.config, bus=self.bus, core=self.core, ports=self.ports, media=media,
                                 clock=lambda: self.now, wall_clock=lambda: self.wall)
         self.core.app = self.uas
-        self.core.bind(lambda peer, data: self.sent.append((peer, data)), "192.0.2.1", {"UDP": 5060})
         self._branch = 0
 
     # --- driving -------------------------------------------------------------------------------------
     def feed(self, raw: bytes, peer: Peer = SRC) -> list[SipRequest | SipResponse]:
-        before = len(self.sent)
-        try:
-            msg = parse_message(raw)
-        except SipParseError as err:
-            self.core.on_bad_message(err, peer)
-        else:
-            self.core.on_message(msg, peer)
-        return [parse_message(d) for _, d in self.sent[before:]]
+        return self.deliver(raw, peer)
 
     def request(self, method: str, *, call_id: str = "call-1", cseq: int = 1, to_tag: str | None = None,
                 ctype: str | None = None, body: bytes = b"", extra: list[str] | tuple[str, ...] = (),
@@ -182,22 +171,18 @@ class UasHarness:
         self.feed(self.request("ACK", call_id=call_id, to_tag=d.tag))
         return d
 
-    def advance(self, seconds: float) -> list[SipRequest | SipResponse]:
-        """Move both clocks, firing the core's and the UAS's timers in deadline order."""
-        before = len(self.sent)
-        target = self.now + seconds
-        while True:
-            due = [d for d in (self.core.transactions.next_deadline(), self.uas.next_deadline()) if d is not None]
-            if not due or min(due) > target:
-                break
-            step = min(due)
-            self.wall += step - self.now
-            self.now = step
-            self.core.fire_timers()
-            self.uas.tick()
-        self.wall += target - self.now
-        self.now = target
-        return [parse_message(d) for _, d in self.sent[before:]]
+    # --- timers: the core's and the UAS's, and a wall clock that moves with the monotonic one ---------------
+    def deadlines(self) -> list[float]:
+        uas = self.uas.next_deadline()
+        return super().deadlines() + ([] if uas is None else [uas])
+
+    def fire(self) -> None:
+        super().fire()
+        self.uas.tick()
+
+    def move_clock(self, to: float) -> None:
+        self.wall += to - self.now
+        self.now = to
 
     def types(self) -> list[str]:
         return [e.type for e in self.events]
