@@ -10,7 +10,8 @@ import importlib
 import sys
 import time
 
-MODULES = ("bench.sip_parser", "bench.rtp_path")
+# media_load starts a real server and sipp: its rows (N = BENCH_CALLS, default 100,500,1000) come last.
+MODULES = ("bench.sip_parser", "bench.rtp_path", "bench.media_load")
 
 
 def _fmt(value: object) -> str:
