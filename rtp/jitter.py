@@ -122,7 +122,7 @@ class JitterBuffer:
         self._resync = resync_ms * clock_rate / 1000
         self._soft = round(drift_soft_ms * clock_rate / 1000)
         self._hard = round(drift_hard_ms * clock_rate / 1000)
-        self._duration_of = duration_of
+        self.duration_of = duration_of  # payload -> ticks; replaceable (codec change)
         self._dur = samples_per_packet_hint or clock_rate // 50
         self._last_delta = -1
         self._max_packets = max_packets
@@ -234,7 +234,7 @@ class JitterBuffer:
                 self._c = s
         if rel < _SETTLE_S:
             self._c0 = self._c
-        duration = self._duration_of(payload) if self._duration_of is not None else self._dur
+        duration = self.duration_of(payload) if self.duration_of is not None else self._dur
         heapq.heappush(self._heap, (key, pos, duration, timestamp, payload))
         self._pending.add(key)
 
