@@ -54,11 +54,14 @@ def advertised_host(config: Config) -> str:
 
 def _default_application(parts: Components) -> SipApplication:
     # The SIPREC layer, imported here so that app.py stays importable with another application (tests).
+    from siprec.recording.media import RecordingMedia
     from siprec.srs.ports import PortPool
     from siprec.srs.uas import RecordingUas
 
     rtp = parts.config.rtp
-    return RecordingUas(parts.config, bus=parts.bus, core=parts.core, ports=PortPool(rtp.port_min, rtp.port_max))
+    media = RecordingMedia(parts.config, parts.bus.publish)
+    ports = PortPool(rtp.port_min, rtp.port_max, reserve=media.reserve, unreserve=media.unreserve)
+    return RecordingUas(parts.config, bus=parts.bus, core=parts.core, ports=ports, media=media)
 
 
 class SiprecServer:
@@ -96,6 +99,9 @@ class SiprecServer:
         self.started_at: float | None = None
 
     async def start(self) -> None:
+        recover = getattr(getattr(self.app, "media", None), "recover", None)
+        if recover is not None:
+            recover()  # sessions a crash interrupted, before any new one starts
         await self.transport.start()
         self.core.bind(self.transport.send, advertised_host(self.config), self.transport.bound)
         self._ticker = asyncio.create_task(self._tick(), name="siprec-app-ticker")
@@ -111,6 +117,9 @@ class SiprecServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
             self._ticker = None
+        close_media = getattr(getattr(self.app, "media", None), "close", None)
+        if close_media is not None:
+            await close_media()  # files final, FLAC jobs done, sockets closed
         await self.transport.stop()
         log.info("siprec stopped")
 

@@ -188,6 +188,9 @@ class RtpConfig(_Section):
     port_max: RtpPort = 32767
     jitter_ms: int = Field(60, ge=0, le=5000)
     rtp_timeout_s: float = Field(60, gt=0)
+    # Accept a leg's RTP only from the first source address that sent a valid packet (symmetric-RTP latching);
+    # false accepts any source (an SRC that changes ports mid-call without a re-INVITE).
+    latch: bool = True
 
     def _cross_checks(self) -> list[CrossCheck]:
         both = frozenset({"port_min", "port_max"})

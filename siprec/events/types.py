@@ -129,3 +129,37 @@ class SessionEnded(Event):
     duration_s: float
     participants: tuple[ParticipantInfo, ...] = ()
     metadata_versions: int = 0
+
+
+# --- media ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DtmfDetected(Event):
+    """An RFC 4733 key press on one leg (never written as audio). `start` is seconds from the session start."""
+
+    type: ClassVar[str] = "dtmf"
+
+    call_id: str
+    session_id: str
+    leg: int
+    digit: str | None  # 0-9 * # A-D, "flash"; None for a non-DTMF tone event
+    event: int
+    start: float
+    duration_s: float
+    ended: bool  # False when every end packet was lost and the press was closed by the next one / call end
+
+
+@dataclass(frozen=True)
+class RecordingReady(Event):
+    """A session's files are final (closed, headers exact, transcoded when FLAC): safe to copy or archive."""
+
+    type: ClassVar[str] = "recording_ready"
+
+    call_id: str
+    session_id: str
+    folder: str
+    manifest: str
+    legs: tuple[str, ...] = ()
+    combined: str | None = None
+    state: str = "completed"

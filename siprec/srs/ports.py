@@ -28,7 +28,12 @@ class PortPool:
         *,
         quarantine_s: float = DEFAULT_QUARANTINE_S,
         clock: Callable[[], float] = time.monotonic,
+        reserve: Callable[[int], bool] | None = None,
+        unreserve: Callable[[int], None] | None = None,
     ) -> None:
+        """`reserve(port)` is asked before a port is handed out (the media layer binds its sockets there and
+        answers False when another process holds the port: that port then waits out a quarantine and another
+        is tried); `unreserve(port)` is told when a port is released."""
         first = port_min + (port_min % 2)
         if not 0 < first < port_max <= 65535:
             raise ValueError(f"PortPool: no even RTP/RTCP pair in {port_min}-{port_max}")
@@ -43,6 +48,8 @@ class PortPool:
         self._quarantine: deque[tuple[float, int]] = deque()  # (free again at, slot), in release order
         self._queued: set[int] = set()  # slots in quarantine, for O(1) double-release checks
         self._cursor = 0  # next slot to try: rotating spreads reuse over the whole range
+        self._reserve = reserve
+        self._unreserve = unreserve
 
     # --- queries (as of the clock's now) ----------------------------------------------------------------
     @property
@@ -71,12 +78,32 @@ class PortPool:
             return []
         if count > self._free_count:
             raise SipError(503, "no free RTP ports", headers=[("Retry-After", str(NO_PORTS_RETRY_AFTER_S))])
-        slots = self._contiguous(count) or self._scattered(count)
+        now = self.clock() if now is None else now
+        chosen: list[int] = []
+        while len(chosen) < count:
+            need = count - len(chosen)
+            if need > self._free_count:
+                self._give_back(chosen)
+                raise SipError(503, "no free RTP ports", headers=[("Retry-After", str(NO_PORTS_RETRY_AFTER_S))])
+            slots = self._contiguous(need) or self._scattered(need)
+            for slot in slots:
+                self._free[slot] = False
+                self._free_count -= 1
+                if self._reserve is None or self._reserve(self.first + 2 * slot):
+                    chosen.append(slot)
+                else:
+                    self._quarantine.append((now + self.quarantine_s, slot))
+                    self._queued.add(slot)
+            self._cursor = (slots[-1] + 1) % self.slots
+        return [self.first + 2 * slot for slot in chosen]
+
+    def _give_back(self, slots: list[int]) -> None:
+        # Undo a partial allocation at once (those ports never reached an SDP answer, so no quarantine).
         for slot in slots:
-            self._free[slot] = False
-        self._free_count -= count
-        self._cursor = (slots[-1] + 1) % self.slots
-        return [self.first + 2 * slot for slot in slots]
+            if self._unreserve is not None:
+                self._unreserve(self.first + 2 * slot)
+            self._free[slot] = True
+            self._free_count += 1
 
     def release(self, ports: Iterable[int], now: float | None = None) -> None:
         """Give ports back; they become available after the quarantine. Unknown or free ports are ignored, so a
@@ -88,6 +115,8 @@ class PortPool:
                 continue
             self._quarantine.append((at, slot))
             self._queued.add(slot)
+            if self._unreserve is not None:
+                self._unreserve(port)
         if self.quarantine_s == 0:
             self._expire(at)
 

@@ -364,7 +364,6 @@ class RecordingSession:
         self.state = SessionState.ENDED
         self.ended_at = wall
         self.end_reason = reason
-        self.media.session_ended(self)
         self._publish(
             SessionEnded(
                 self.call_id,
@@ -377,6 +376,7 @@ class RecordingSession:
                 self.metadata.version,
             )
         )
+        self.media.session_ended(self)  # after session_ended, so recording_ready follows it on the bus
         return True
 
     # --- internals -------------------------------------------------------------------------------------
