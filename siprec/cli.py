@@ -67,6 +67,14 @@ def _configure_serve(p: argparse.ArgumentParser) -> None:
     )
 
 
+def not_implemented(config: Config) -> list[str]:
+    """Valid settings this version cannot honour: refused at start rather than silently ignored."""
+    problems = []
+    if config.recording.encryption.enabled:
+        problems.append("recording.encryption.enabled: encryption at rest is not implemented in this version")
+    return problems
+
+
 def _run_serve(args: argparse.Namespace) -> int:
     path: Path | None = args.config
     if path is None and DEFAULT_CONFIG.is_file():
@@ -76,6 +84,9 @@ def _run_serve(args: argparse.Namespace) -> int:
     except ConfigError as err:
         _print_problems(err)
         print(f"siprec: refusing to start: {len(err.problems)} configuration problem(s)", file=sys.stderr)
+        return 1
+    for problem in not_implemented(config):
+        print(f"siprec: refusing to start: {problem}", file=sys.stderr)
         return 1
     from siprec.logsetup import configure_logging
 
@@ -100,6 +111,8 @@ def _run_check(args: argparse.Namespace) -> int:
         _print_problems(err)
         print(f"invalid: {args.file} ({len(err.problems)} problem(s))", file=sys.stderr)
         return 1
+    for problem in not_implemented(config):
+        print(f"warning: {problem} (serve will refuse to start)", file=sys.stderr)
     print(f"ok: {args.file}")
     print(listen_summary(config))
     if args.show:

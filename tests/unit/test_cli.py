@@ -253,3 +253,16 @@ def test_configure_logging_keeps_foreign_handlers() -> None:
     root.addHandler(foreign)
     configure_logging(LogConfig(level="ERROR"))
     assert foreign in root.handlers and root.level == logging.ERROR
+
+
+@pytest.mark.usefixtures("clean_env", "restore_logging")
+def test_serve_refuses_settings_it_cannot_honour(
+    tmp_path: Path, fake_app: list[Config], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Encryption at rest is a valid key but not built yet: refusing beats writing clear files silently.
+    f = write(tmp_path, "recording: {encryption: {enabled: true, key_file: /k}}\n")
+    assert cli.main(["check-config", str(f)]) == 0
+    assert "encryption at rest is not implemented" in capsys.readouterr().err
+    assert cli.main(["serve", "--config", str(f)]) == 1
+    assert fake_app == []
+    assert "refusing to start: recording.encryption.enabled" in capsys.readouterr().err
