@@ -8,13 +8,16 @@ One run per N (BENCH_CALLS, default 100,500,1000):
 1. `siprec serve` in a subprocess (so its CPU and RSS come from /proc, not from our own process) with a temporary
    config: SIP on 127.0.0.1 and a free port, recordings in a temporary folder (deleted afterwards unless
    BENCH_KEEP=1), a fresh RTP range, log level WARNING (a log line per packet would be the benchmark), no speech
-   to text, no analytics, no limits. Ready when it answers an OPTIONS.
+   to text, no analytics, no limits. Ready when it answers an OPTIONS; then one warm-up call (see warm_up).
 2. sipp (bench/sipp/load_call.xml, one UDP socket) places the N calls at BENCH_CPS calls/s and holds them.
    The RTP ports come from the SDP answers (sipp logs them per call), not from what the allocator is expected to
    do. INVITE -> 200 times come from sipp's message trace (-trace_shortmsg, microseconds): its -trace_rtt
    counts in whole milliseconds on a ~4 ms clock, too coarse for a p50 of about a millisecond.
 3. Once every call is up, bench.rtp_sender sends BENCH_MEDIA_S seconds of PCMU to every leg. The server's CPU
-   (utime + stime of its process tree) and RSS are sampled around exactly that window.
+   (utime + stime of its process tree) and RSS are sampled around exactly that window. Set-up latency is measured
+   a second time inside the window (BENCH_PROBE_CPS calls/s of short extra calls without media): a burst of N
+   INVITEs into an idle server and a steady trickle into a server busy with 100,000 packets/s are different
+   questions, and production sees the second. The probe calls' own CPU (a few ms each) lands in the window.
 4. sipp hangs up (the hold time ends a few seconds after the media), the server is stopped with SIGTERM, and the
    recorded packets are summed from every `<dir>/<date>/<call>/manifest.json` (legs[*].packets_received).
    No manifest at all (a server without the recording module) is reported as "n/a", not as zero.
@@ -55,8 +58,14 @@ DEFAULT_RTP_PORT_MIN = 20000  # below Linux's ephemeral range (32768-60999), so 
 RTP_RANGE = 10000
 # Hold time = ramp-up + media + this: covers waiting for the last 200, binding, spawning the sender.
 HOLD_MARGIN_S = 8.0
+# Set-up probe during the media window: calls/s, their hold time, and when they start after the media does.
+DEFAULT_PROBE_CPS = 5.0
+PROBE_HOLD_MS = 500
+PROBE_DELAY_S = 0.5
 READY_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 30.0
+BACKLOG_POLL_S = 0.25
+DRAIN_TIMEOUT_S = 10.0
 
 TARGET_RECORDED = 0.9999
 TARGET_CORES = 1.5
@@ -68,6 +77,7 @@ TARGET_CALLS = 1000
 @dataclass
 class LoadResult:
     n_calls: int
+    cps: float = DEFAULT_CPS
     established: int = 0
     completed: int = 0  # BYE answered 200
     ports_as_expected: bool | None = None  # the 2N answered ports are port_min, port_min + 2, ...
@@ -83,11 +93,18 @@ class LoadResult:
     rss_media_kib: int = 0  # at the end of the media window
     server_fds: int = 0
     server_processes: int = 1
-    setup_ms: list[float] = field(default_factory=list)
+    setup_ms: list[float] = field(default_factory=list)  # the N calls, placed at BENCH_CPS before any media
+    probe_ms: list[float] = field(default_factory=list)  # the probe calls, placed while the media flows
+    probe_cps: float = 0.0
     kernel_drops: int = 0  # UDP RcvbufErrors during the media window (host-wide)
-    host_busy_s: float = 0.0  # CPU time of the whole machine during the media window (/proc/stat)
+    backlog_max: int = 0  # bytes queued in the server's RTP sockets, worst sample while sending
+    backlog_end: int = 0  # ... when the last packet had been sent
+    drain_s: float = 0.0  # time from the last packet sent to empty queues (part of the media window)
+    host_media: HostCpu | None = None  # the whole machine during the media window
+    host_setup: HostCpu | None = None  # ... and while the N calls were set up
     setup_wall_s: float = 0.0
-    setup_host_busy_s: float = 0.0
+    sipp_media_cpu_s: float = 0.0
+    sipp_setup_cpu_s: float = 0.0
     notes: list[str] = field(default_factory=list)
 
     # --- derived figures -------------------------------------------------------------------------------
@@ -110,70 +127,98 @@ class LoadResult:
         return self.media_cpu_s / self.media_wall_s if self.media_wall_s > 0 else None
 
     @property
-    def other_cores(self) -> float | None:
-        """Cores busy during the media window with neither the server nor the sender: other work on the machine
-        (a test suite, a build) that the figures above had to share the 2 cores with."""
+    def generator_cores(self) -> float | None:
         if self.media_wall_s <= 0 or self.sent is None:
             return None
-        return max(0.0, (self.host_busy_s - self.media_cpu_s - self.sent.cpu_s) / self.media_wall_s)
+        return (self.sent.cpu_s + self.sipp_media_cpu_s) / self.media_wall_s
+
+    @property
+    def softirq_cores(self) -> float | None:
+        """Kernel packet delivery that no process is charged for (on loopback, ~0.3 cores at 100,000 packets/s)."""
+        return (
+            self.host_media.softirq_s / self.media_wall_s
+            if self.host_media and self.media_wall_s > 0
+            else None
+        )
+
+    @property
+    def other_cores(self) -> float | None:
+        """Process CPU during the media window that is neither the server nor the load generator: other work on
+        the machine (a test suite, a build) that the figures above had to share the 2 cores with."""
+        if self.host_media is None or self.media_wall_s <= 0 or self.sent is None:
+            return None
+        ours = self.media_cpu_s + self.sent.cpu_s + self.sipp_media_cpu_s
+        return max(0.0, (self.host_media.process_s - ours) / self.media_wall_s)
 
     @property
     def setup_other_cores(self) -> float | None:
-        """The same while the calls were being set up (sipp's own CPU included: it is small)."""
-        if self.setup_wall_s <= 0:
+        if self.host_setup is None or self.setup_wall_s <= 0:
             return None
-        return max(0.0, (self.setup_host_busy_s - self.setup_cpu_s) / self.setup_wall_s)
+        ours = self.setup_cpu_s + self.sipp_setup_cpu_s
+        return max(0.0, (self.host_setup.process_s - ours) / self.setup_wall_s)
 
     def rss_per_call_kib(self, after: int) -> float:
         return (after - self.rss_idle_kib) / self.n_calls
 
-    def percentile_ms(self, q: float) -> float | None:
-        if not self.setup_ms:
-            return None
-        ordered = sorted(self.setup_ms)
-        return ordered[max(0, math.ceil(q * len(ordered)) - 1)]  # nearest rank
-
     def rows(self) -> list[dict]:
         n = self.n_calls
-        tag = f"{n:,} calls"
+        rows: list[dict] = []
+
+        def row(measure: str, value: object, unit: str = "", target: str = "") -> None:
+            rows.append({"name": f"{n:,} calls: {measure}", "value": value, "unit": unit, "target": target})
+
+        big = n >= TARGET_CALLS  # the CPU targets are stated for 1,000 calls
         ratio = self.recorded_ratio
-        recorded = (
-            f"n/a / {self.packets_sent:,} (no manifest)" if self.recorded is None
-            else f"{self.recorded:,} / {self.packets_sent:,} ({100 * ratio:.3f} %)" if ratio is not None
-            else f"{self.recorded:,} / 0"
-        )  # fmt: skip
-        sender = self.sent
-        p50, p99 = self.percentile_ms(0.50), self.percentile_ms(0.99)
-        big = n >= TARGET_CALLS
-        rows = [
-            {"name": f"{tag}: established / completed", "value": f"{self.established:,} / {self.completed:,}",
-             "unit": "calls", "target": f"{n:,}"},
-            {"name": f"{tag}: packets recorded / sent", "value": recorded, "unit": "packets",
-             "target": f">= {100 * TARGET_RECORDED:.2f} %"},
-            {"name": f"{tag}: server CPU per 100,000 packets", "value": _num(self.cpu_per_100k), "unit": "CPU s",
-             "target": f"<= {TARGET_CORES}" if big else ""},
-            {"name": f"{tag}: server cores during media", "value": _num(self.cores), "unit": "cores",
-             "target": f"< {TARGET_CORES}" if big else ""},
-            {"name": f"{tag}: server RSS per call (media flowing)",
-             "value": round(self.rss_per_call_kib(self.rss_media_kib), 1), "unit": "KiB",
-             "target": f"<= {TARGET_RSS_KIB}"},
-            {"name": f"{tag}: server RSS per call (signalling only)",
-             "value": round(self.rss_per_call_kib(self.rss_calls_kib), 1), "unit": "KiB", "target": ""},
-            {"name": f"{tag}: server CPU per call set-up", "value": _num(1000 * self.setup_cpu_s / n),
-             "unit": "CPU ms", "target": ""},
-            {"name": f"{tag}: INVITE -> 200 p50 / p99",
-             "value": f"{_num(p50)} / {_num(p99)}", "unit": "ms", "target": f"p99 < {TARGET_P99_MS:g}"},
-            {"name": f"{tag}: sender CPU ({sender.processes if sender else 0} processes)",
-             "value": f"{_num(sender.cpu_s if sender else None)} s = {_num(sender.cores if sender else None)} cores",
-             "unit": "", "target": ""},
-            {"name": f"{tag}: other load on the machine (media / set-up)",
-             "value": f"{_num(self.other_cores)} / {_num(self.setup_other_cores)}", "unit": "cores", "target": "0"},
-            {"name": f"{tag}: kernel UDP receive-buffer drops", "value": self.kernel_drops, "unit": "packets",
-             "target": "0"},
-        ]  # fmt: skip
+        if self.recorded is None:
+            recorded = f"n/a / {self.packets_sent:,} (no manifest)"
+        elif ratio is None:
+            recorded = f"{self.recorded:,} / 0"
+        else:
+            recorded = f"{self.recorded:,} / {self.packets_sent:,} ({100 * ratio:.3f} %)"
+        sender, wall = self.sent, self.media_wall_s
+        row("established / completed", f"{self.established:,} / {self.completed:,}", "calls", f"{n:,}")
+        row("packets recorded / sent", recorded, "packets", f">= {100 * TARGET_RECORDED:.2f} %")
+        row(
+            "server CPU per 100,000 packets",
+            _num(self.cpu_per_100k),
+            "CPU s",
+            f"<= {TARGET_CORES}" if big else "",
+        )
+        row("server cores during media", _num(self.cores), "cores", f"< {TARGET_CORES}" if big else "")
+        row("server RSS per call (media flowing)", round(self.rss_per_call_kib(self.rss_media_kib), 1), "KiB",
+            f"<= {TARGET_RSS_KIB}")  # fmt: skip
+        row(
+            "server RSS per call (signalling only)",
+            round(self.rss_per_call_kib(self.rss_calls_kib), 1),
+            "KiB",
+        )
+        row("server CPU per call set-up", _num(1000 * self.setup_cpu_s / n), "CPU ms")
+        target = f"p99 < {TARGET_P99_MS:g}"
+        row(f"INVITE -> 200 p50 / p99 (set-up at {self.cps:g} calls/s)",
+            f"{_num(percentile(self.setup_ms, 0.5))} / {_num(percentile(self.setup_ms, 0.99))}", "ms", target)  # fmt: skip
+        if self.probe_cps:
+            row(f"INVITE -> 200 p50 / p99 (during media, {len(self.probe_ms)} calls at {self.probe_cps:g}/s)",
+                f"{_num(percentile(self.probe_ms, 0.5))} / {_num(percentile(self.probe_ms, 0.99))}", "ms", target)  # fmt: skip
+        row("server receive backlog: max while sending / drained in",
+            f"{self.backlog_max / 1024:,.0f} KiB / {self.drain_s * 1000:,.0f} ms")  # fmt: skip
+        row("kernel UDP receive-buffer drops (host-wide)", self.kernel_drops, "packets", "0")
+        row(f"load generator during media: RTP sender ({sender.processes if sender else 0} processes) + sipp",
+            f"{_num(sender.cores if sender else None)} + {_num(self.sipp_media_cpu_s / wall if wall else None)}",
+            "cores")  # fmt: skip
+        row("kernel softirq during media (loopback delivery)", _num(self.softirq_cores), "cores")
+        row("other processes on the machine (media / set-up)",
+            f"{_num(self.other_cores)} / {_num(self.setup_other_cores)}", "cores", "0")  # fmt: skip
         if self.notes:
-            rows.append({"name": f"{tag}: notes", "value": "; ".join(self.notes), "unit": "", "target": ""})
+            row("notes", "; ".join(self.notes))
         return rows
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (no interpolation: with 100 calls, p99 is the second slowest call)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
 def _num(value: float | None) -> str:
@@ -232,11 +277,25 @@ def open_fds(pid: int) -> int:
         return 0
 
 
-def host_busy_s() -> float:
-    """CPU seconds the whole machine has spent busy (every state of /proc/stat's cpu line but idle and iowait)."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    values = [int(v) for v in fields[:8]]  # user nice system idle iowait irq softirq steal
-    return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
+@dataclass(frozen=True)
+class HostCpu:
+    """CPU seconds of the whole machine by kind (/proc/stat's cpu line), or a difference of two samples."""
+
+    process_s: float  # user + nice + system + irq: what processes (and their system calls) used
+    softirq_s: float  # network receive processing not charged to any process
+    steal_s: float  # taken by the hypervisor
+
+    @classmethod
+    def sample(cls) -> HostCpu:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+        tck = os.sysconf("SC_CLK_TCK")
+        return cls((user + nice + system + irq) / tck, softirq / tck, steal / tck)
+
+    def __sub__(self, other: HostCpu) -> HostCpu:
+        return HostCpu(
+            self.process_s - other.process_s, self.softirq_s - other.softirq_s, self.steal_s - other.steal_s
+        )
 
 
 def udp_counters() -> dict[str, int]:
@@ -246,16 +305,20 @@ def udp_counters() -> dict[str, int]:
     return dict(zip(lines[0][1:], map(int, lines[1][1:]), strict=False)) if len(lines) >= 2 else {}
 
 
-def bound_udp_ports(ports: set[int]) -> int:
-    """How many of `ports` some socket is bound to (IPv4 and IPv6 tables)."""
+def udp_sockets(ports: set[int]) -> tuple[int, int]:
+    """(how many of `ports` some socket is bound to, bytes waiting in those sockets' receive queues), from the
+    kernel's IPv4 and IPv6 UDP tables. The queue is the server's backlog: what it has not read yet."""
     found: set[int] = set()
+    queued = 0
     for table in ("/proc/net/udp", "/proc/net/udp6"):
         with contextlib.suppress(OSError):
             for line in Path(table).read_text().splitlines()[1:]:
-                port = int(line.split()[1].rsplit(":", 1)[1], 16)
+                fields = line.split()
+                port = int(fields[1].rsplit(":", 1)[1], 16)
                 if port in ports:
                     found.add(port)
-    return len(found)
+                    queued += int(fields[4].split(":")[1], 16)
+    return len(found), queued
 
 
 # --------------------------------------------------------------------------- helpers
@@ -326,19 +389,56 @@ def wait_for_options(port: int, proc: subprocess.Popen[bytes], timeout: float = 
     raise RuntimeError(f"siprec serve did not answer OPTIONS within {timeout:.0f} s")
 
 
+def sipp_command(
+    sipp: str,
+    sip_port: int,
+    exclude: range,
+    *,
+    calls: int,
+    cps: float,
+    hold_ms: int,
+    timeout_s: float,
+    tag: str,
+) -> list[str]:
+    """sipp placing `calls` load calls at `cps`, each held `hold_ms`; all on one UDP socket. Every local port
+    sipp opens (SIP, the media echo pair, the control port) is a free one, so runs beside other sipp instances
+    (a test suite) do not collide on sipp's defaults."""
+    return [
+        sipp, f"{HOST}:{sip_port}", "-sf", str(SCENARIO), "-i", HOST, "-t", "u1",
+        "-p", str(free_port(exclude)), "-mp", str(free_even_pair(exclude)), "-cp", str(free_port(exclude)),
+        "-r", f"{cps:g}", "-m", str(calls), "-l", str(calls), "-d", str(hold_ms),
+        "-cid_str", f"bench-{tag}-{secrets.token_hex(3)}-%u@%s",
+        "-nostdin", "-trace_err", "-trace_logs", "-trace_shortmsg",
+        "-timeout", f"{round(timeout_s)}s", "-timeout_error",
+    ]  # fmt: skip
+
+
+def start_sipp(cmd: list[str], folder: Path) -> subprocess.Popen[bytes]:
+    """sipp in the background, writing its traces into `folder` (its screen output is thrown away)."""
+    folder.mkdir(exist_ok=True)
+    with (folder / "sipp.stderr").open("wb") as err:
+        return subprocess.Popen(
+            cmd, cwd=folder, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err
+        )
+
+
+def sipp_trace(folder: Path, proc: subprocess.Popen[bytes], kind: str) -> Path:
+    return folder / f"{SCENARIO.stem}_{proc.pid}_{kind}.log"
+
+
 def warm_up(sipp: str, sip_port: int, folder: Path, exclude: range) -> None:
     """One short call before measuring. The first calls of a fresh server pay for lazy imports and first-use set-up
     (measured: one stall of ~40 ms that the next dozen INVITEs queue behind); that is start-up cost, not the
     per-call latency the p99 target is about."""
-    folder.mkdir()
-    cmd = [
-        sipp, f"{HOST}:{sip_port}", "-sf", str(SCENARIO), "-i", HOST, "-t", "u1",
-        "-p", str(free_port(exclude)), "-mp", str(free_even_pair(exclude)), "-cp", str(free_port(exclude)),
-        "-m", "1", "-d", "200", "-nostdin", "-timeout", "20s", "-timeout_error",
-    ]  # fmt: skip
-    done = subprocess.run(cmd, cwd=folder, stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
-    if done.returncode != 0:
-        raise RuntimeError(f"warm-up call failed (sipp exit {done.returncode}): {done.stderr[-500:]!r}")
+    cmd = sipp_command(sipp, sip_port, exclude, calls=1, cps=10, hold_ms=200, timeout_s=20, tag="warm-up")
+    proc = start_sipp(cmd, folder)
+    try:
+        rc = proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        rc = proc.wait()
+    if rc != 0:
+        raise RuntimeError(f"warm-up call failed (sipp exit {rc}): {_tail(folder / 'sipp.stderr', 500)!r}")
 
 
 def _config_yaml(sip_port: int, rec_dir: Path, store: Path, port_min: int) -> str:
@@ -450,9 +550,10 @@ def run_load(
     n_calls: int,
     *,
     seconds: float = DEFAULT_MEDIA_S,
-    cps: int = DEFAULT_CPS,
+    cps: float = DEFAULT_CPS,
     processes: int = DEFAULT_PROCESSES,
     port_min: int = DEFAULT_RTP_PORT_MIN,
+    probe_cps: float = DEFAULT_PROBE_CPS,
     keep: bool = False,
 ) -> LoadResult:
     """One benchmark run of `n_calls` calls with `seconds` of media on every leg. Raises when the server does not
@@ -463,13 +564,14 @@ def run_load(
     if 4 * n_calls > RTP_RANGE:
         raise ValueError(f"{n_calls} calls need {4 * n_calls} RTP/RTCP ports; the range holds {RTP_RANGE}")
     rtp_range = range(port_min, port_min + RTP_RANGE)
-    result = LoadResult(n_calls)
+    result = LoadResult(n_calls, cps=cps)
     tmp = Path(tempfile.mkdtemp(prefix=f"siprec-bench-{n_calls}-"))
     rec_dir, sipp_dir = tmp / "recordings", tmp / "sipp"
     sipp_dir.mkdir()
     server_log = tmp / "server.log"
     server: subprocess.Popen[bytes] | None = None
     load: subprocess.Popen[bytes] | None = None
+    probe: subprocess.Popen[bytes] | None = None
     sender: RtpSender | None = None
     try:
         sip_port = free_port(rtp_range, tcp=True)
@@ -492,21 +594,14 @@ def run_load(
         # --- signalling: N calls, held for the ramp-up + the media window + a margin
         ramp_s = n_calls / cps
         hold_s = ramp_s + seconds + HOLD_MARGIN_S
-        cmd = [
-            sipp, f"{HOST}:{sip_port}", "-sf", str(SCENARIO), "-i", HOST, "-t", "u1",
-            "-p", str(free_port(rtp_range)), "-mp", str(free_even_pair(rtp_range)), "-cp", str(free_port(rtp_range)),
-            "-r", str(cps), "-m", str(n_calls), "-l", str(n_calls), "-d", str(round(hold_s * 1000)),
-            "-cid_str", f"bench-{secrets.token_hex(3)}-%u@%s",
-            "-nostdin", "-trace_err", "-trace_logs", "-trace_shortmsg",
-            "-timeout", f"{round(hold_s + ramp_s + 60)}s", "-timeout_error",
-        ]  # fmt: skip
-        cpu_before_calls, busy_before_calls = cpu_seconds(tree), host_busy_s()
-        sipp_started = time.monotonic()
-        load = subprocess.Popen(
-            cmd, cwd=sipp_dir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=(sipp_dir / "sipp.stderr").open("wb"),
+        cmd = sipp_command(
+            sipp, sip_port, rtp_range, calls=n_calls, cps=cps, hold_ms=round(hold_s * 1000),
+            timeout_s=hold_s + ramp_s + 60, tag="load",
         )  # fmt: skip
-        log_file = sipp_dir / f"{SCENARIO.stem}_{load.pid}_logs.log"
+        cpu_before_calls, host_before_calls = cpu_seconds(tree), HostCpu.sample()
+        sipp_started = time.monotonic()
+        load = start_sipp(cmd, sipp_dir / "load")
+        log_file = sipp_trace(sipp_dir / "load", load, "logs")
         deadline = sipp_started + 2 * ramp_s + 30
         answered: list[tuple[str, int, int]] = []
         while time.monotonic() < deadline and load.poll() is None:
@@ -518,10 +613,13 @@ def run_load(
         result.established = len(answered)
         tree = process_tree(server.pid)
         result.setup_cpu_s = cpu_seconds(tree) - cpu_before_calls
-        result.setup_host_busy_s = host_busy_s() - busy_before_calls
+        result.host_setup = HostCpu.sample() - host_before_calls
         result.setup_wall_s = time.monotonic() - sipp_started
+        result.sipp_setup_cpu_s = cpu_seconds([load.pid])
         if load.poll() is not None and load.returncode not in (0, 1):
-            raise RuntimeError(f"sipp exited with {load.returncode}: {_tail(sipp_dir / 'sipp.stderr', 800)}")
+            raise RuntimeError(
+                f"sipp exited with {load.returncode}: {_tail(sipp_dir / 'load' / 'sipp.stderr', 800)}"
+            )
         if result.established < n_calls:
             result.notes.append(
                 f"only {result.established} of {n_calls} calls answered within {deadline - sipp_started:.0f} s"
@@ -534,7 +632,7 @@ def run_load(
         # Media receivers may be bound a moment after the 200: give them up to 2 s, then go on regardless.
         wanted = set(ports)
         settle = time.monotonic() + 2.0
-        while (bound := bound_udp_ports(wanted)) < len(wanted) and time.monotonic() < settle:
+        while (bound := udp_sockets(wanted)[0]) < len(wanted) and time.monotonic() < settle:
             time.sleep(0.1)
         result.ports_bound = bound
         if bound < len(wanted):
@@ -551,12 +649,50 @@ def run_load(
             )
         time.sleep(max(0.0, start_at - time.monotonic()))
         tree = process_tree(server.pid)
-        cpu0, snmp0, busy0, t0 = cpu_seconds(tree), udp_counters(), host_busy_s(), time.monotonic()
-        result.sent = sender.join(timeout=seconds * 3 + 30)
+        cpu0, sipp0, snmp0, host0 = (
+            cpu_seconds(tree),
+            cpu_seconds([load.pid]),
+            udp_counters(),
+            HostCpu.sample(),
+        )
+        t0 = time.monotonic()
+        if probe_cps > 0 and seconds >= 3:
+            # Set-up latency while the media flows: a few more calls, inside the window, that get no RTP.
+            time.sleep(PROBE_DELAY_S)
+            result.probe_cps = probe_cps
+            cmd = sipp_command(
+                sipp, sip_port, rtp_range, calls=max(1, int(probe_cps * (seconds - 2))), cps=probe_cps,
+                hold_ms=PROBE_HOLD_MS, timeout_s=seconds + 60, tag="probe",
+            )  # fmt: skip
+            probe = start_sipp(cmd, sipp_dir / "probe")
+        # While the sender runs, watch the server's backlog; afterwards let it drain, so that the CPU it spends
+        # catching up (a server short of CPU reads late, without dropping: the socket buffers hold seconds of RTP)
+        # is counted in the window.
+        give_up = time.monotonic() + seconds * 3 + 30
+        while not sender.finished() and time.monotonic() < give_up:
+            result.backlog_max = max(result.backlog_max, udp_sockets(wanted)[1])
+            time.sleep(BACKLOG_POLL_S)
+        result.sent = sender.join(timeout=max(1.0, give_up - time.monotonic()))
+        sent_at = time.monotonic()
+        result.backlog_end = udp_sockets(wanted)[1]
+        while udp_sockets(wanted)[1] and time.monotonic() < sent_at + DRAIN_TIMEOUT_S:
+            time.sleep(0.02)
+        result.drain_s = time.monotonic() - sent_at
         tree = process_tree(server.pid)
-        cpu1, snmp1, busy1, t1 = cpu_seconds(tree), udp_counters(), host_busy_s(), time.monotonic()
+        cpu1, sipp1, snmp1, host1 = (
+            cpu_seconds(tree),
+            cpu_seconds([load.pid]),
+            udp_counters(),
+            HostCpu.sample(),
+        )
+        t1 = time.monotonic()
         result.media_cpu_s, result.media_wall_s = cpu1 - cpu0, t1 - t0
-        result.host_busy_s = busy1 - busy0
+        result.sipp_media_cpu_s = sipp1 - sipp0
+        result.host_media = host1 - host0
+        if result.host_media.steal_s > 0.05 * result.media_wall_s:
+            result.notes.append(
+                f"hypervisor steal {result.host_media.steal_s / result.media_wall_s:.2f} cores"
+            )
         result.rss_media_kib = rss_kib(tree)
         result.server_fds = open_fds(server.pid)
         result.server_processes = len(tree)
@@ -567,6 +703,12 @@ def run_load(
             result.notes.append(f"sender fell {result.sent.max_lag_ms:.0f} ms behind its schedule at worst")
 
         # --- hang-up, stop, count
+        if probe is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                probe.wait(30)
+            if _stop(probe, signal.SIGKILL, 5) not in (0, None):
+                result.notes.append("some set-up probe calls failed")
+            result.probe_ms, _ = setup_times_ms(sipp_trace(sipp_dir / "probe", probe, "shortmessages"))
         try:
             load.wait(max(10.0, first_bye - time.monotonic() + ramp_s + 30))
         except subprocess.TimeoutExpired:
@@ -574,8 +716,9 @@ def run_load(
         rc = _stop(load, signal.SIGKILL, 5)
         if rc not in (0, None):
             result.notes.append(f"sipp exit code {rc} (failed calls; see its error log)")
-        shortmsg = sipp_dir / f"{SCENARIO.stem}_{load.pid}_shortmessages.log"
-        result.setup_ms, result.completed = setup_times_ms(shortmsg)
+        result.setup_ms, result.completed = setup_times_ms(
+            sipp_trace(sipp_dir / "load", load, "shortmessages")
+        )
         rc = _stop(server)
         if rc is None:
             result.notes.append("server did not stop on SIGTERM: killed")
@@ -589,6 +732,7 @@ def run_load(
         if sender is not None:
             sender.close()
         _stop(load, signal.SIGKILL, 5)
+        _stop(probe, signal.SIGKILL, 5)
         _stop(server)
         if keep:
             print(f"# media_load: kept {tmp}", file=sys.stderr)
@@ -606,13 +750,15 @@ def _calls_from_env() -> list[int]:
 
 def run(calls: list[int] | None = None) -> list[dict]:
     """Rows for `make bench`. Knobs: BENCH_CALLS=100,500,1000, BENCH_MEDIA_S=10, BENCH_CPS=200,
-    BENCH_SENDER_PROCESSES=2, BENCH_RTP_PORT_MIN=20000, BENCH_KEEP=1 (keep the recordings and sipp traces)."""
+    BENCH_PROBE_CPS=5 (0: no set-up probe during the media), BENCH_SENDER_PROCESSES=2, BENCH_RTP_PORT_MIN=20000,
+    BENCH_KEEP=1 (keep the recordings and sipp traces)."""
     if shutil.which("sipp") is None:
         return [
             {"name": "media load", "value": "not available", "unit": "", "target": "needs sipp (sip-tester)"}
         ]
     seconds = float(os.environ.get("BENCH_MEDIA_S", DEFAULT_MEDIA_S))
-    cps = int(os.environ.get("BENCH_CPS", DEFAULT_CPS))
+    cps = float(os.environ.get("BENCH_CPS", DEFAULT_CPS))
+    probe_cps = float(os.environ.get("BENCH_PROBE_CPS", DEFAULT_PROBE_CPS))
     processes = int(os.environ.get("BENCH_SENDER_PROCESSES", DEFAULT_PROCESSES))
     port_min = int(os.environ.get("BENCH_RTP_PORT_MIN", DEFAULT_RTP_PORT_MIN))
     keep = os.environ.get("BENCH_KEEP", "") not in ("", "0")
@@ -620,7 +766,15 @@ def run(calls: list[int] | None = None) -> list[dict]:
     for n in calls or _calls_from_env():
         started = time.monotonic()
         try:
-            result = run_load(n, seconds=seconds, cps=cps, processes=processes, port_min=port_min, keep=keep)
+            result = run_load(
+                n,
+                seconds=seconds,
+                cps=cps,
+                processes=processes,
+                port_min=port_min,
+                probe_cps=probe_cps,
+                keep=keep,
+            )
         except Exception as exc:  # one failed N must not hide the others (benchmarks never fail the build)
             rows.append(
                 {

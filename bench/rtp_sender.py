@@ -180,6 +180,10 @@ class RtpSender:
             conn.recv()  # "ready"
         return self.start_at
 
+    def finished(self) -> bool:
+        """Every worker has sent its last packet (join() will not wait)."""
+        return all(conn.poll() for _, conn in self._procs)
+
     def join(self, timeout: float | None = None) -> SendResult:
         deadline = None if timeout is None else time.monotonic() + timeout
         results: list[WorkerResult] = []
