@@ -48,7 +48,7 @@ def _policy(suite: str, key_salt: bytes, ssrc_type: int) -> pylibsrtp.Policy:
     return policy
 
 
-def _reason(exc: pylibsrtp.Error) -> SrtpErrorReason:
+def _reason(exc: Exception) -> SrtpErrorReason:
     text = str(exc).lower()
     if "auth" in text:
         return SrtpErrorReason.AUTH
@@ -65,13 +65,13 @@ class SrtpReceiver:
     def unprotect(self, data: bytes) -> bytes:
         try:
             return self._session.unprotect(data)
-        except pylibsrtp.Error as exc:
+        except (pylibsrtp.Error, ValueError) as exc:  # ValueError: longer than libsrtp's 1500-byte buffer
             raise SrtpError(_reason(exc), str(exc)) from None
 
     def unprotect_rtcp(self, data: bytes) -> bytes:
         try:
             return self._session.unprotect_rtcp(data)
-        except pylibsrtp.Error as exc:
+        except (pylibsrtp.Error, ValueError) as exc:
             raise SrtpError(_reason(exc), str(exc)) from None
 
 

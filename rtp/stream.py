@@ -232,26 +232,29 @@ class ReceiveStream:
                 continue
             # An SRC relaying the far end's reports tells us what the network did to this stream upstream.
             for block in p.reports:
+                if block.ssrc != self.ssrc:
+                    continue
                 c.rtcp_fraction_lost = block.fraction_lost_ratio
                 c.rtcp_jitter_ms = block.jitter * 1000 / self.clock_rate
         return True
 
-    def reconfigure(self, params: StreamParams) -> None:
+    def reconfigure(self, params: StreamParams) -> PcmBlock | None:
         """A re-INVITE changed the stream: new payload types, codec (at the same sample rate), SRTP key or remote
-        address. The timeline and counters continue; the source is learned again from the next packet."""
+        address. The timeline and counters continue; the source is learned again from the next packet. On a codec
+        change the audio still buffered is released and decoded with the old codec first (returned)."""
         old = self.params
-        self.params = params
-        if (params.encoding, params.clock_rate, params.channels, params.fmtp) != (
-            old.encoding,
-            old.clock_rate,
-            old.channels,
-            old.fmtp,
-        ):
+        released = None
+        new_codec = (params.encoding, params.clock_rate, params.channels, params.fmtp)
+        if new_codec != (old.encoding, old.clock_rate, old.channels, old.fmtp):
             decoder = decoder_for(params.encoding, params.clock_rate, params.channels, params.fmtp)
             if decoder.sample_rate != self.sample_rate or params.clock_rate != self.clock_rate:
                 raise ValueError("a codec change must keep the clock and sample rates")
+            frames = self.jitter.flush()
+            released = self._decode(frames) if frames else None
+            self.pending = 0
             self.decoder = decoder
             self.jitter.duration_of = decoder.duration
+        self.params = params
         if (params.srtp_suite, params.srtp_key) != (old.srtp_suite, old.srtp_key):
             self._srtp = (
                 SrtpReceiver(params.srtp_suite, params.srtp_key)
@@ -263,6 +266,7 @@ class ReceiveStream:
         self._pt = params.payload_type
         self._dtmf_pt = params.telephone_event_pt
         self.source = None
+        return released
 
     # --- output ------------------------------------------------------------------------------------------
     def pull(self, now: float) -> PcmBlock | None:

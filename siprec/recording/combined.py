@@ -131,7 +131,8 @@ class CombinedWriter:
                 if end <= horizon:
                     queue.popleft()
                 else:
-                    queue[0] = (horizon, pcm[horizon - at :])
+                    if at < horizon:  # keep the unwritten tail; a block wholly beyond the horizon stays as it is
+                        queue[0] = (horizon, pcm[horizon - at :])
                     break
         self.written = horizon
         before = self._wav.frames

@@ -165,7 +165,9 @@ class LegRecorder:
                 extra={"call_id": self.owner.session.call_id},
             )  # fmt: skip
             return
-        self.stream.reconfigure(new)
+        released = self.stream.reconfigure(new)
+        if released is not None:
+            self._append(released)
         self.owner.dirty = True
 
     def pause(self) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from siprec.recording.combined import CombinedWriter
 from siprec.recording.wav import read_wav, wav_info
@@ -124,11 +123,6 @@ def test_audio_for_a_stretch_already_written_is_counted_late_not_misplaced(tmp_p
     assert np.array_equal(pcm[:, 0], talk)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: CombinedWriter.advance slices a pending block that starts after the horizon with a negative "
-    "index (queue[0] = (horizon, pcm[horizon - at:])), moving a later-placed leg's audio back to the horizon",
-)
 def test_a_later_leg_is_not_pulled_back_to_the_horizon(tmp_path: Path) -> None:
     a, b = _noise(4000, 1), _noise(1000, 2)
     w = _writer(tmp_path, lag_s=0.1)

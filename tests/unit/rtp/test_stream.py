@@ -302,11 +302,6 @@ def test_random_datagrams_to_an_srtp_leg_never_raise_and_each_is_counted(datagra
     assert s.counters.packets == 0 and s.counters.rtcp_packets == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: pylibsrtp raises ValueError('packet is too long') for datagrams > 1500 bytes; SrtpReceiver only "
-    "maps pylibsrtp.Error, so ReceiveStream.receive raises instead of counting the drop",
-)
 @pytest.mark.parametrize("second_byte", [0x00, 200])  # SRTP, and SRTCP muxed on the RTP port
 def test_oversized_datagram_to_an_srtp_leg_is_counted_not_raised(second_byte: int) -> None:
     s = ReceiveStream(_params(srtp_suite=SUITE, srtp_key=KEY))
@@ -372,11 +367,6 @@ def test_malformed_rtcp_is_counted_by_reason() -> None:
     assert s.counters.dropped == {"rtcp_bad_length": 1, "rtcp_truncated": 1}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: receive_rtcp takes fraction_lost/jitter from every report block whatever its SSRC, though "
-    "StreamCounters documents 'the SRC's latest report block about this stream'",
-)
 def test_report_blocks_about_other_streams_do_not_overwrite_this_streams_loss() -> None:
     s = ReceiveStream(_params())
     _run(s, _packets(_speech(5)))
@@ -448,20 +438,16 @@ def test_reconfigure_pcmu_to_pcma_keeps_the_timeline() -> None:
     assert s.counters.packets == 20 and not s.counters.dropped
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: reconfigure swaps the decoder while PCMU payloads still wait in the jitter buffer; the next "
-    "pull decodes them as PCMA (noise for up to BATCH-1 packets after every codec-changing re-INVITE)",
-)
 def test_reconfigure_decodes_audio_received_before_it_with_the_old_codec() -> None:
     ulaw, alaw = _speech(3, 6), _alaw_speech(3, 7)
     s = ReceiveStream(_params())
     for i, data in enumerate(_packets(ulaw)):
         s.receive(data, ADDR, T0 + 0.02 * i)
-    s.reconfigure(_params(payload_type=8, encoding="PCMA"))
+    released = s.reconfigure(_params(payload_type=8, encoding="PCMA"))  # the PCMU still buffered, decoded as PCMU
+    assert released is not None
     for i, data in enumerate(_packets(alaw, pt=8, seq=1003, ts=50_000 + 3 * FRAME)):
         s.receive(data, ADDR, T0 + 0.02 * (3 + i))
-    pcm = _finish(s, [s.pull(T0 + 0.12)])  # type: ignore[list-item]
+    pcm = _finish(s, [released, s.pull(T0 + 0.12)])  # type: ignore[list-item]
     assert np.array_equal(pcm, np.concatenate([ulaw_decode(b"".join(ulaw)), alaw_decode(b"".join(alaw))]))
 
 
