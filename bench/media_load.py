@@ -13,18 +13,24 @@ One run per N (BENCH_CALLS, default 100,500,1000):
    The RTP ports come from the SDP answers (sipp logs them per call), not from what the allocator is expected to
    do. INVITE -> 200 times come from sipp's message trace (-trace_shortmsg, microseconds): its -trace_rtt
    counts in whole milliseconds on a ~4 ms clock, too coarse for a p50 of about a millisecond.
-3. Once every call is up, bench.rtp_sender sends BENCH_MEDIA_S seconds of PCMU to every leg. The server's CPU
-   (utime + stime of its process tree) and RSS are sampled around exactly that window. Set-up latency is measured
-   a second time inside the window (BENCH_PROBE_CPS calls/s of short extra calls without media): a burst of N
-   INVITEs into an idle server and a steady trickle into a server busy with 100,000 packets/s are different
-   questions, and production sees the second. The probe calls' own CPU (a few ms each) lands in the window.
-4. sipp hangs up (the hold time ends a few seconds after the media), the server is stopped with SIGTERM, and the
-   recorded packets are summed from every `<dir>/<date>/<call>/manifest.json` (legs[*].packets_received).
-   No manifest at all (a server without the recording module) is reported as "n/a", not as zero.
+3. Once every call is up (and after IDLE_SAMPLE_S of the server holding them without media), bench.rtp_sender
+   sends BENCH_MEDIA_S seconds of PCMU to every leg. The server's CPU (utime + stime of its process tree) and RSS
+   are sampled around that window, which ends when the server's RTP sockets are empty again: a server short of
+   CPU reads late rather than drops (its socket buffers hold seconds of audio), and its catching up belongs to
+   the cost. The backlog (bytes queued in those sockets, /proc/net/udp) is reported as well.
+   Set-up latency is measured a second time inside the window (BENCH_PROBE_CPS calls/s of short extra calls
+   without media): a burst of N INVITEs into an idle server and a trickle into a server busy with 100,000
+   packets/s are different questions, and production asks the second. The probe calls' CPU lands in the window.
+4. sipp hangs up HOLD_MARGIN_S after the media would end if set-up had been instant (so a server still that far
+   behind loses the rest, as it would after a real BYE), the server is stopped with SIGTERM, and the recorded
+   packets are summed from every `<dir>/<date>/<call>/manifest.json` (legs[*].packets_received). No manifest
+   at all (a server without the recording module) is reported as "n/a", not as zero.
 
-Also reported: the kernel's UDP receive-buffer drops during the window (/proc/net/snmp, host-wide, so other
-traffic on the machine shows up too) and the sender's own CPU, which competes with the server for the 2 cores:
-on loopback the kernel's delivery of each datagram runs in the sender's context, so it is counted there.
+The machine has 2 cores and the load generator runs on them too, so its CPU is reported beside the server's: the
+RTP sender's processes and sipp, the kernel's softirq time (loopback delivery of the datagrams is partly charged
+to no process at all) and whatever else ran meanwhile ("other processes": a test suite started by someone else
+makes every figure worse, so a run with that far from 0 should be repeated). Kernel receive-buffer drops come
+from /proc/net/snmp and are host-wide.
 
 `python -m bench.media_load [N ...]` prints the rows; `run()` returns them for `make bench`.
 """
@@ -57,7 +63,8 @@ DEFAULT_CPS = 200
 DEFAULT_RTP_PORT_MIN = 20000  # below Linux's ephemeral range (32768-60999), so no client socket sits in it
 RTP_RANGE = 10000
 # Hold time = ramp-up + media + this: covers waiting for the last 200, binding, spawning the sender.
-HOLD_MARGIN_S = 8.0
+HOLD_MARGIN_S = 10.0
+IDLE_SAMPLE_S = 2.0  # server CPU with every call up and no media yet
 # Set-up probe during the media window: calls/s, their hold time, and when they start after the media does.
 DEFAULT_PROBE_CPS = 5.0
 PROBE_HOLD_MS = 500
@@ -88,6 +95,7 @@ class LoadResult:
     media_cpu_s: float = 0.0
     media_wall_s: float = 0.0
     setup_cpu_s: float = 0.0  # server CPU from the first INVITE until every call was up
+    held_cores: float = 0.0  # server CPU with every call up but no media (timers, sweeps)
     rss_idle_kib: int = 0
     rss_calls_kib: int = 0  # every call set up, no media yet
     rss_media_kib: int = 0  # at the end of the media window
@@ -193,6 +201,7 @@ class LoadResult:
             "KiB",
         )
         row("server CPU per call set-up", _num(1000 * self.setup_cpu_s / n), "CPU ms")
+        row("server cores with the calls up, no media yet", _num(self.held_cores), "cores")
         target = f"p99 < {TARGET_P99_MS:g}"
         row(f"INVITE -> 200 p50 / p99 (set-up at {self.cps:g} calls/s)",
             f"{_num(percentile(self.setup_ms, 0.5))} / {_num(percentile(self.setup_ms, 0.99))}", "ms", target)  # fmt: skip
@@ -488,7 +497,7 @@ def setup_times_ms(shortmsg: Path) -> tuple[list[float], int]:
     """INVITE -> 200 per call (first INVITE sent to first 200 received), and how many BYEs got their 200."""
     sent: dict[str, float] = {}
     answered: dict[str, float] = {}
-    byes = 0
+    byes: set[str] = set()  # by Call-ID: a retransmitted BYE is answered again
     with contextlib.suppress(OSError), shortmsg.open(errors="replace") as lines:
         for line in lines:
             parts = line.rstrip("\n").split("\t")
@@ -501,8 +510,8 @@ def setup_times_ms(shortmsg: Path) -> tuple[list[float], int]:
                 elif direction == "R" and first.startswith("SIP/2.0 200") and call_id not in answered:
                     answered[call_id] = float(epoch)
             elif cseq == "CSeq:2 BYE" and direction == "R" and first.startswith("SIP/2.0 200"):
-                byes += 1
-    return [1000 * (answered[c] - sent[c]) for c in answered if c in sent], byes
+                byes.add(call_id)
+    return [1000 * (answered[c] - sent[c]) for c in answered if c in sent], len(byes)
 
 
 def recorded_packets(rec_dir: Path) -> tuple[int | None, int]:
@@ -638,6 +647,9 @@ def run_load(
         if bound < len(wanted):
             result.notes.append(f"server had bound {bound} of {len(wanted)} answered RTP ports")
         result.rss_calls_kib = rss_kib(tree)
+        cpu_idle0, idle0 = cpu_seconds(tree), time.monotonic()
+        time.sleep(IDLE_SAMPLE_S)
+        result.held_cores = (cpu_seconds(tree) - cpu_idle0) / (time.monotonic() - idle0)
 
         # --- media
         sender = RtpSender(HOST, ports, max(1, round(seconds / PTIME_S)), processes=processes)
@@ -678,6 +690,10 @@ def run_load(
         while udp_sockets(wanted)[1] and time.monotonic() < sent_at + DRAIN_TIMEOUT_S:
             time.sleep(0.02)
         result.drain_s = time.monotonic() - sent_at
+        if (left := udp_sockets(wanted)[1]) > 0:
+            result.notes.append(
+                f"server still {left / 1024:,.0f} KiB behind {DRAIN_TIMEOUT_S:g} s after the last packet"
+            )
         tree = process_tree(server.pid)
         cpu1, sipp1, snmp1, host1 = (
             cpu_seconds(tree),
