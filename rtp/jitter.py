@@ -171,8 +171,9 @@ class JitterBuffer:
 
     # ----------------------------------------------------------------------------------------------- intake
 
-    def push(self, seq: int, timestamp: int, payload: bytes, arrival: float, ssrc: int | None = None) -> None:
-        """Accept one packet of this leg's audio payload type. `arrival` is wall-clock seconds."""
+    def push(self, seq: int, timestamp: int, payload: bytes, arrival: float, ssrc: int | None = None) -> bool:
+        """Accept one packet of this leg's audio payload type. `arrival` is wall-clock seconds. False when the
+        packet was not queued (a duplicate or too late: counted in `duplicates` / `late`)."""
         self.received += 1
         if not self._started:
             self._start(seq, timestamp, arrival, ssrc)
@@ -183,7 +184,7 @@ class JitterBuffer:
         if ssrc is not None and ssrc != self._ssrc:
             if ssrc in self._old_ssrcs:
                 self.late += 1  # a straggler from a source already replaced
-                return
+                return False
             if self._ssrc is not None:
                 self._old_ssrcs.append(self._ssrc)
             self._ssrc = ssrc
@@ -206,12 +207,12 @@ class JitterBuffer:
             elif d < -MAX_MISORDER:
                 if 0 <= x - ext_ts - self._ts_offset - self._clock(rel) <= _LATE_HORIZON_S * self.clock_rate:
                     self.late += 1
-                    return
+                    return False
                 self._new_epoch(seq, timestamp, x)
                 ext, ext_ts = self._max_seq, self._ts_ref
             elif ext < self._first_seq:
                 self.late += 1  # reordered across the start of this epoch: its mapping is gone
-                return
+                return False
         key = (self._epoch << _EPOCH_SHIFT) | ext
         pos = ext_ts + self._ts_offset
         if key <= self._last_key or key in self._pending:
@@ -223,7 +224,7 @@ class JitterBuffer:
                 self.late += 1
             else:
                 self.duplicates += 1
-            return
+            return False
         s = x - pos
         if rel >= self._bucket_end:
             self._close_bucket(rel)
@@ -237,6 +238,7 @@ class JitterBuffer:
         duration = self.duration_of(payload) if self.duration_of is not None else self._dur
         heapq.heappush(self._heap, (key, pos, duration, timestamp, payload))
         self._pending.add(key)
+        return True
 
     def _start(self, seq: int, timestamp: int, arrival: float, ssrc: int | None) -> None:
         self._started = True

@@ -22,7 +22,8 @@ log = logging.getLogger("rtp.receiver")
 
 Address = tuple[str, int]
 DatagramHandler = Callable[[bytes, Address, float], object]
-RECEIVE_BUFFER = 256 * 1024  # a few seconds of audio if the loop stalls on something else
+RECEIVE_BUFFER = 256 * 1024
+_wall_clock = time.time  # arrival stamps are wall-clock (the jitter buffer aligns legs to it)  # a few seconds of audio if the loop stalls on something else
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -54,10 +55,9 @@ def bind_pair(host: str, port: int, *, rtcp: bool = True) -> tuple[socket.socket
 class UdpEndpoint(asyncio.DatagramProtocol):
     """Delivers each datagram to `handler(data, addr, arrival)`; exceptions are logged, never propagated."""
 
-    def __init__(self, handler: DatagramHandler, name: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, handler: DatagramHandler, name: str) -> None:
         self.handler = handler
         self.name = name
-        self.clock = clock
         self.transport: asyncio.DatagramTransport | None = None
         self.sock: socket.socket | None = None  # until the transport owns it
         self.closed = False
@@ -72,7 +72,7 @@ class UdpEndpoint(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: Address) -> None:  # type: ignore[override]
         try:
-            self.handler(data, addr, self.clock())
+            self.handler(data, addr, _wall_clock())
         except Exception:
             # A bug must cost one packet, not the loop; log the first few with the traceback.
             self.errors += 1

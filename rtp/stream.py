@@ -144,6 +144,7 @@ class ReceiveStream:
         self._dtmf = DtmfReceiver() if params.telephone_event_pt is not None else None
         self._pt = params.payload_type
         self._dtmf_pt = params.telephone_event_pt
+        self._latch = params.latch
 
     # --- intake (hot path) -----------------------------------------------------------------------------
     def receive(self, data: bytes, addr: Address, arrival: float) -> bool:
@@ -152,7 +153,7 @@ class ReceiveStream:
         if self.closed:
             dropped[DropReason.CLOSED] += 1
             return False
-        if self.source is not None and addr != self.source and self.params.latch:
+        if self.source is not None and addr != self.source and self._latch:
             dropped[DropReason.SOURCE] += 1
             return False
         if len(data) < 2:
@@ -186,13 +187,11 @@ class ReceiveStream:
                     self.counters.ssrc_changes += 1
                     self.notices.append(SsrcChanged(self.ssrc, ssrc))
                 self.ssrc = ssrc
-            jitter = self.jitter
-            before = jitter.duplicates + jitter.late
-            jitter.push(packet.sequence, packet.timestamp, packet.payload, arrival, ssrc)
-            if jitter.duplicates + jitter.late != before:
+            if not self.jitter.push(packet.sequence, packet.timestamp, packet.payload, arrival, ssrc):
                 return False  # counted by the jitter buffer (late / duplicate)
-            self.counters.packets += 1
-            self.counters.octets += len(packet.payload)
+            counters = self.counters
+            counters.packets += 1
+            counters.octets += len(packet.payload)
             self.pending += 1
             return True
         if pt == self._dtmf_pt and self._dtmf is not None:
@@ -265,6 +264,7 @@ class ReceiveStream:
             self._dtmf = DtmfReceiver()
         self._pt = params.payload_type
         self._dtmf_pt = params.telephone_event_pt
+        self._latch = params.latch
         self.source = None
         return released
 

@@ -35,7 +35,7 @@ __all__ = ["LegRecorder", "SessionRecorder", "stream_params"]
 
 log = logging.getLogger("siprec.recording")
 
-BATCH = 5  # packets between decodes on the hot path (100 ms of 20 ms packets)
+BATCH = 8  # packets between decodes on the hot path (160 ms of 20 ms packets)
 STALE_BUFFER_S = 1.0  # the sweep flushes a leg buffer older than this (header refresh well within 2 s)
 COMBINED_MARGIN_S = 1.0  # the combined file trails the wall clock by the jitter delay plus this
 
