@@ -44,12 +44,32 @@ async def start_server(tmp_path: Path, port: int) -> asyncio.subprocess.Process:
         cwd=tmp_path, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert proc.stderr is not None
+    seen: list[bytes] = []
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         line = await asyncio.wait_for(proc.stderr.readline(), 20)
-        if b"started" in line or not line:
+        if not line:
             break
-    return proc
+        seen.append(line)
+        if b"started" in line:
+            return proc
+    raise AssertionError("siprec serve did not start:\n" + b"".join(seen).decode(errors="replace"))
+
+
+def free_sip_port() -> int:
+    """A port free for both UDP and TCP (the server binds both), outside the RTP range used here."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp:
+            udp.bind(("127.0.0.1", 0))
+            port = int(udp.getsockname()[1])
+            if 45000 <= port <= 46001:
+                continue
+            try:
+                tcp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free UDP+TCP port")
 
 
 async def poll(predicate: object, timeout: float, what: str) -> object:
@@ -64,7 +84,7 @@ async def poll(predicate: object, timeout: float, what: str) -> object:
 
 async def test_kill_9_mid_call_then_restart_recovers(tmp_path: Path) -> None:
     assert SIPREC.exists(), "the console script is installed by make install"
-    port = free_port(socket.SOCK_DGRAM)
+    port = free_sip_port()
     proc = await start_server(tmp_path, port)
     audio = clip("agent", 4800, 4.0)
     packets = rtp_packets([audio[i : i + 160] for i in range(0, len(audio), 160)], payload_type=0,
