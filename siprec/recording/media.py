@@ -35,6 +35,16 @@ SWEEP_S = 0.5
 LINGER_S = 5.0  # sockets of a finished leg stay open this long to absorb the RTP an SRC sends after BYE
 
 
+def ready_event(folder: Path, manifest: dict[str, Any]) -> RecordingReady:
+    """recording_ready from a final manifest (a completed session, or one recovered after a crash)."""
+    combined = (manifest.get("combined") or {}).get("file")
+    return RecordingReady(
+        str(manifest.get("call_id", "")), str(manifest.get("session_id", "")), str(folder),
+        str(folder / "manifest.json"), tuple(str(folder / leg["file"]) for leg in manifest.get("legs", [])),
+        str(folder / combined) if combined else None, str(manifest.get("state", "completed")),
+    )  # fmt: skip
+
+
 class RecordingMedia:
     reports_activity = True
 
@@ -104,16 +114,7 @@ class RecordingMedia:
     # --- end of session ----------------------------------------------------------------------------------------
     def _ready(self, recorder: SessionRecorder, data: dict[str, Any]) -> None:
         clear_marker(self.root, recorder.session.session_id)
-        s = recorder.session
-        combined = data["combined"]["file"] if data.get("combined") else None
-        folder = recorder.folder
-        self.publish(
-            RecordingReady(
-                s.call_id, s.session_id, str(folder), str(folder / "manifest.json"),
-                tuple(str(folder / leg["file"]) for leg in data["legs"]),
-                str(folder / combined) if combined else None, data["state"],
-            )
-        )  # fmt: skip
+        self.publish(ready_event(recorder.folder, data))
 
     def _spawn_flac(self, recorder: SessionRecorder, data: dict[str, Any]) -> None:
         folder = recorder.folder
@@ -174,15 +175,7 @@ class RecordingMedia:
         """Repair sessions a crash interrupted (call at start-up, before any new session)."""
 
         def announce(folder: Path, manifest: dict[str, Any]) -> None:
-            legs = tuple(str(folder / leg["file"]) for leg in manifest.get("legs", []))
-            combined = manifest.get("combined") or {}
-            self.publish(
-                RecordingReady(
-                    str(manifest.get("call_id", "")), str(manifest.get("session_id", "")), str(folder),
-                    str(folder / "manifest.json"), legs,
-                    str(folder / combined["file"]) if combined.get("file") else None, "interrupted",
-                )
-            )  # fmt: skip
+            self.publish(ready_event(folder, manifest))
 
         return recover_interrupted(
             self.root, flac=self.config.recording.format == "flac", on_recovered=announce

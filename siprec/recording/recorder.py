@@ -20,11 +20,12 @@ import numpy as np
 from rtp.codecs import output_sample_rate
 from rtp.receiver import UdpEndpoint
 from rtp.stream import DtmfNotice, PcmBlock, ReceiveStream, SourceLatched, SsrcChanged, StreamParams
-from siprec.events.types import DtmfDetected, Event
+from siprec.events.types import DtmfDetected, Event, ParticipantInfo
 from siprec.recording.combined import CombinedWriter
 from siprec.recording.leg import LegWriter
 from siprec.recording.manifest import iso_time, write_manifest
 from siprec.recording.timeline import Interval, to_samples
+from siprec.srs.metadata_model import Participant
 from siprec.srs.sdp import NegotiatedStream
 from siprec.srs.session import SESSION_SCOPE, Leg, RecordingSession, safe_name
 
@@ -56,6 +57,11 @@ def stream_params(stream: NegotiatedStream, *, jitter_ms: float, latch: bool) ->
         srtp_key=srtp.remote_key if srtp else None,
         ptime_ms=stream.ptime,
     )
+
+
+def participant_entry(p: Participant | ParticipantInfo) -> dict[str, str | None]:
+    """A participant as manifest.json lists it (CONTRACT.md: {id, aor, name})."""
+    return {"id": p.id, "aor": p.aor, "name": p.name}
 
 
 def leg_file_name(leg: Leg, suffix: str = "") -> str:
@@ -227,11 +233,8 @@ class LegRecorder:
             "codec": leg.stream.codec.encoding,
             "payload_type": leg.stream.codec.payload_type,
             "sample_rate": s.sample_rate,
-            "participant": {"id": p.id, "aor": p.aor, "name": p.name} if p else None,
-            "participants": [
-                {"id": q.id, "aor": q.aor, "name": q.name}
-                for q in (leg.attribution.participants if leg.attribution else [])
-            ],
+            "participant": participant_entry(p) if p else None,
+            "participants": [participant_entry(q) for q in (leg.attribution.participants if leg.attribution else [])],
             "attribution": leg.rule,
             "ssrc": s.ssrc,
             "packets_received": c.packets,
@@ -374,7 +377,7 @@ class SessionRecorder:
             "end_reason": s.end_reason,
             "siprec": s.siprec,
             "format": "wav",
-            "participants": [{"id": p.id, "aor": p.aor, "name": p.name} for p in s.participant_infos()],
+            "participants": [participant_entry(p) for p in s.participant_infos()],
             "legs": [leg.manifest_entry(combined, pauses) for leg in self.legs],
             "combined": None
             if combined is None
