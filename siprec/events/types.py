@@ -163,3 +163,62 @@ class RecordingReady(Event):
     legs: tuple[str, ...] = ()
     combined: str | None = None
     state: str = "completed"
+
+
+# --- transcription -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TranscriptEvent(Event):
+    """A partial or final result for one leg (CONTRACT.md "transcript" payload). `start`/`end` are seconds from
+    the session start; `words` are {text, start, end, confidence} on the same clock."""
+
+    type: ClassVar[str] = "transcript"
+
+    call_id: str
+    stream_label: str | None
+    speaker_label: str | None  # the metadata participant's name, else its aor
+    text: str
+    is_final: bool
+    start: float
+    end: float
+    confidence: float | None = None
+    words: tuple[dict[str, Any], ...] = ()
+    provider: str = ""
+    language: str = ""
+    sentiment: dict[str, Any] | None = None
+    keywords: tuple[str, ...] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)  # session_id, leg index, participant_id
+
+    @property
+    def routing_key(self) -> str:
+        return "transcript.final" if self.is_final else "transcript.partial"
+
+
+@dataclass(frozen=True)
+class SttQueued(Event):
+    """A leg is not transcribed live: beyond stt.max_concurrent (reason "capacity", `position` in the FIFO from 1)
+    or its provider fell behind (reason "lagging"); it will be transcribed from the recording after the call."""
+
+    type: ClassVar[str] = "stt_queued"
+
+    call_id: str
+    session_id: str
+    leg: int
+    stream_label: str | None
+    reason: str  # capacity | lagging
+    position: int
+
+
+@dataclass(frozen=True)
+class SttStarted(Event):
+    """Transcription of a leg began: live, or (mode "post_call") from its recording once the call ended."""
+
+    type: ClassVar[str] = "stt_started"
+
+    call_id: str
+    session_id: str
+    leg: int
+    stream_label: str | None
+    mode: str  # live | post_call
+    provider: str
