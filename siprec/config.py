@@ -10,6 +10,7 @@ import copy
 import difflib
 import ipaddress
 import os
+import re
 import typing
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -223,11 +224,30 @@ class RecordingConfig(_Section):
 
 
 class SttConfig(_Section):
+    """Plus one `stt.<provider>` mapping per provider (e.g. stt.whisper.model_path): free-form here, checked by the
+    STT registry against that provider's config model (siprec.stt.registry), which knows the installed plugins."""
+
+    model_config = ConfigDict(extra="allow")
+
     provider: str = Field("whisper", min_length=1)  # names are checked later by the STT registry
     fallback: CsvList = Field(default_factory=list)
     language: str = "en-US"
     partials: bool = True
     max_concurrent: int = Field(0, ge=0)
+
+    @property
+    def provider_sections(self) -> dict[str, dict[str, Any]]:
+        """The `stt.<provider>` option mappings (an empty YAML section is {})."""
+        return {k: dict(v or {}) for k, v in (self.model_extra or {}).items() if isinstance(v, Mapping | None)}
+
+    def _cross_checks(self) -> list[CrossCheck]:
+        # An extra key that is not a mapping is a misspelt stt key, not a provider section.
+        return [
+            ((key,), _unknown_key_message(key, type(self)) + " (or a provider section: a mapping of options)",
+             frozenset({key}))
+            for key, value in (self.model_extra or {}).items()
+            if not isinstance(value, Mapping | None)
+        ]
 
 
 class HttpConfig(_Section):
@@ -237,10 +257,45 @@ class HttpConfig(_Section):
     cors_origins: CsvList = Field(default_factory=list)
 
 
+JWT_ALGORITHMS = frozenset(
+    {"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "EdDSA"}
+)
+
+
 class AuthConfig(_Section):
     api_keys: CsvList = Field(default_factory=list, repr=False)
     jwt_secret: str = Field("", repr=False)
+    # PEM public key for RS*/ES*/PS*/EdDSA tokens; jwt_algorithms [] = HS256 with a secret, RS256 with a key file.
+    jwt_public_key_file: str = ""
+    jwt_algorithms: CsvList = Field(default_factory=list)
+    jwt_audience: str = ""  # when set, tokens must carry this aud
+    jwt_issuer: str = ""  # when set, tokens must carry this iss
     require_auth_for_reads: bool = False
+
+    @field_validator("jwt_algorithms")
+    @classmethod
+    def _algorithms(cls, v: list[str]) -> list[str]:
+        bad = [a for a in v if a not in JWT_ALGORITHMS]
+        if bad:
+            raise ValueError(f"unknown JWT algorithm(s) {', '.join(bad)}; known: {', '.join(sorted(JWT_ALGORITHMS))}")
+        return v
+
+    def _cross_checks(self) -> list[CrossCheck]:
+        out: list[CrossCheck] = []
+        if self.jwt_public_key_file and not Path(self.jwt_public_key_file).is_file():
+            out.append((("jwt_public_key_file",), f"file not found: {self.jwt_public_key_file}", frozenset({"jwt_public_key_file"})))
+        keys = frozenset({"jwt_algorithms", "jwt_secret", "jwt_public_key_file"})
+        if any(a.startswith("HS") for a in self.jwt_algorithms) and not self.jwt_secret:
+            out.append((("jwt_algorithms",), "HS* algorithms need jwt_secret", keys))
+        if any(not a.startswith("HS") for a in self.jwt_algorithms) and not self.jwt_public_key_file:
+            out.append((("jwt_algorithms",), "RS*/ES*/PS*/EdDSA algorithms need jwt_public_key_file", keys))
+        if self.require_auth_for_reads and not (self.api_keys or self.jwt_secret or self.jwt_public_key_file):
+            out.append((
+                ("require_auth_for_reads",),
+                "needs a credential: api_keys, jwt_secret or jwt_public_key_file",
+                frozenset({"require_auth_for_reads", "api_keys", "jwt_secret", "jwt_public_key_file"}),
+            ))
+        return out
 
 
 class PauseResumeConfig(_Section):
@@ -334,6 +389,7 @@ class WebhooksConfig(_Section):
 
 
 _WILDCARD_HOSTS = ("", "0.0.0.0", "::", "[::]")
+_SECRET_WORDS = re.compile(r"(?:^|_)(?:key|secret|token|password|passphrase)(?:$|_)", re.IGNORECASE)
 
 
 class Config(_Section):
@@ -392,6 +448,8 @@ class Config(_Section):
             section, key = path.split(".")
             value = data[section][key]
             data[section][key] = [redact_url(v) for v in value] if isinstance(value, list) else redact_url(value)
+        for name, options in self.stt.provider_sections.items():  # plugin options: hide what is named as a secret
+            data["stt"][name] = {k: REDACTED if v and _SECRET_WORDS.search(k) else v for k, v in options.items()}
         return data
 
 
@@ -470,6 +528,8 @@ def _field_at(path: tuple[str, ...]) -> tuple[type[BaseModel] | None, Any, str |
             return None, None, "unknown key"
         model = ann
         if key not in model.model_fields:
+            if model.model_config.get("extra") == "allow":
+                return model, str, None  # free-form section (stt.<provider>.*): strings, parsed by the plugin's model
             return model, None, _unknown_key_message(key, model)
         ann = model.model_fields[key].annotation
         if i == len(path) - 1:
