@@ -242,12 +242,13 @@ class SttConfig(_Section):
 
     def _cross_checks(self) -> list[CrossCheck]:
         # An extra key that is not a mapping is a misspelt stt key, not a provider section.
-        return [
-            ((key,), _unknown_key_message(key, type(self)) + " (or a provider section: a mapping of options)",
-             frozenset({key}))
-            for key, value in (self.model_extra or {}).items()
-            if not isinstance(value, Mapping | None)
-        ]
+        out: list[CrossCheck] = []
+        for key, value in (self.model_extra or {}).items():
+            if not isinstance(value, Mapping | None):
+                hint = _unknown_key_message(key, type(self))
+                msg = hint if "did you mean" in hint else "unknown key (a provider section stt.<name> is a mapping)"
+                out.append(((key,), msg, frozenset({key})))
+        return out
 
 
 class HttpConfig(_Section):

@@ -87,6 +87,10 @@ class Transcript:
 
 @runtime_checkable
 class SttStream(Protocol):
+    """One live leg. Optional: a `backlog_s` attribute or property (float) saying how many seconds of fed audio
+    the stream has not processed yet; the pipeline adds it to its own queue to see a provider falling behind
+    real time (read with `stream_backlog_s`). Without it only the pipeline's queue is measured."""
+
     def feed(self, pcm: np.ndarray, timestamp: float) -> None:
         """Queue int16 mono samples whose first sample is at `timestamp`. Never blocks, never awaits: a stream
         does its work in tasks or worker threads. Raises SttError once the stream has failed."""
@@ -120,6 +124,15 @@ class SttProvider(Protocol):
     async def close(self) -> None:
         """Release models, threads and connections; every stream is closed before this is called."""
         ...
+
+
+def stream_backlog_s(stream: SttStream) -> float:
+    """The stream's optional `backlog_s` (seconds of audio fed and not processed yet); 0 when it has none."""
+    try:
+        value = float(getattr(stream, "backlog_s", 0.0))
+    except (TypeError, ValueError):
+        return 0.0
+    return value if value > 0 else 0.0
 
 
 def describe(provider_class: type[Any]) -> dict[str, Any]:
