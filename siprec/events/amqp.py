@@ -143,7 +143,9 @@ class AmqpPublisher:
         if self.bus is not None:
             self._subscription = self.bus.subscribe(self.publish)
         self._task = asyncio.create_task(self._run(), name="amqp-publisher")
-        log.info("amqp publisher started", extra={"url": redact_url(self.config.url), "exchange": self.exchange})
+        log.info(
+            "amqp publisher started", extra={"url": redact_url(self.config.url), "exchange": self.exchange}
+        )
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Stop taking events; for up to `timeout` s publish and confirm what the outbox holds; then close. What is
@@ -226,7 +228,12 @@ class AmqpPublisher:
                 if failures == 1:
                     log.warning("amqp: cannot connect (%s); retrying with backoff", self.last_error)
                 else:
-                    log.info("amqp: connect attempt %d failed (%s); next in %.1f s", failures, self.last_error, delay)
+                    log.info(
+                        "amqp: connect attempt %d failed (%s); next in %.1f s",
+                        failures,
+                        self.last_error,
+                        delay,
+                    )
                 await asyncio.sleep(delay)
                 continue
             if self._ever_connected:
@@ -289,7 +296,9 @@ class AmqpPublisher:
         channel.add_on_close_callback(self._on_channel_closed)
         await self._call(lambda done: channel.confirm_delivery(self._on_confirm, callback=done))
         await self._call(
-            lambda done: channel.exchange_declare(self.exchange, exchange_type="topic", durable=True, callback=done)
+            lambda done: channel.exchange_declare(
+                self.exchange, exchange_type="topic", durable=True, callback=done
+            )
         )
 
     async def _call(self, start: Callable[[Callable[[Any], None]], Any]) -> Any:

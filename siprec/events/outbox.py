@@ -99,7 +99,9 @@ class Outbox:
 
     async def open(self) -> None:
         async with self.store.engine.connect() as conn:
-            self._stored = int((await conn.execute(select(func.count()).select_from(self.table))).scalar_one())
+            self._stored = int(
+                (await conn.execute(select(func.count()).select_from(self.table))).scalar_one()
+            )
         self._writer = asyncio.create_task(self._write_loop(), name="outbox-writer")
         if self._stored:
             log.info("outbox has %d events from before: they are published first", self._stored)
@@ -228,7 +230,9 @@ class Outbox:
             deleted = 0
             async with self.store.engine.begin() as conn:
                 if failed:
-                    await conn.execute(update(t).where(t.c.id.in_(sorted(failed))).values(attempts=t.c.attempts + 1))
+                    await conn.execute(
+                        update(t).where(t.c.id.in_(sorted(failed))).values(attempts=t.c.attempts + 1)
+                    )
                 ids_done = sorted(acked)
                 for i in range(0, len(ids_done), DELETE_CHUNK):
                     result = await conn.execute(delete(t).where(t.c.id.in_(ids_done[i : i + DELETE_CHUNK])))
@@ -240,7 +244,10 @@ class Outbox:
             self._stored += len(ids) - deleted
             if not ids:
                 return
-            rows = [OutboxRow(i, v["routing_key"], v["body"], v["created_at"]) for i, v in zip(ids, values, strict=True)]
+            rows = [
+                OutboxRow(i, v["routing_key"], v["body"], v["created_at"])
+                for i, v in zip(ids, values, strict=True)
+            ]
             if self._synced and len(self._cache) + len(rows) <= self.max_cached:
                 self._cache.extend(rows)
             else:
@@ -263,7 +270,9 @@ class Outbox:
 
     async def _read_after(self, after_id: int, limit: int) -> list[OutboxRow]:
         t = self.table
-        query = select(t.c.id, t.c.routing_key, t.c.body, t.c.created_at, t.c.attempts).where(t.c.id > after_id)
+        query = select(t.c.id, t.c.routing_key, t.c.body, t.c.created_at, t.c.attempts).where(
+            t.c.id > after_id
+        )
         async with self.store.engine.connect() as conn:
             result = await conn.execute(query.order_by(t.c.id).limit(limit))
             return [OutboxRow(r.id, r.routing_key, r.body, r.created_at, r.attempts) for r in result]

@@ -59,7 +59,9 @@ class Store:
     `prefix` prepends every table name (tests share one PostgreSQL database; deployments leave it empty).
     """
 
-    def __init__(self, engine: AsyncEngine, metadata: MetaData, tables: dict[str, Table], *, url: str, prefix: str) -> None:
+    def __init__(
+        self, engine: AsyncEngine, metadata: MetaData, tables: dict[str, Table], *, url: str, prefix: str
+    ) -> None:
         self.engine = engine
         self.metadata = metadata
         self.tables = tables
@@ -68,7 +70,9 @@ class Store:
         self.dialect = engine.dialect.name  # "sqlite" | "postgresql"
 
     @classmethod
-    async def open(cls, url: str, *, prefix: str = "", tables: Iterable[TableBuilder] = DEFAULT_TABLES) -> Store:
+    async def open(
+        cls, url: str, *, prefix: str = "", tables: Iterable[TableBuilder] = DEFAULT_TABLES
+    ) -> Store:
         if prefix and not _PREFIX.match(prefix):
             raise StoreError(f"table prefix must match {_PREFIX.pattern}: {prefix!r}")
         target = make_url(async_url(url))
