@@ -105,6 +105,10 @@ class SessionPaused(Event):
     reason: str  # hold | api
     at: float
     reasons: tuple[str, ...] = field(default=())  # every reason in force after this change
+    # What is paused after this change: audio on every leg / live transcription (an API pause may stop either).
+    recording_paused: bool = True
+    transcription_paused: bool = False
+    auto_resume_at: float | None = None  # Unix time an API pause lifts itself
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,8 @@ class SessionResumed(Event):
     session_id: str
     reason: str  # the reason that was lifted
     at: float
+    recording_paused: bool = False  # still paused after this change (e.g. transcription resumed, audio not)
+    transcription_paused: bool = False
 
 
 @dataclass(frozen=True)

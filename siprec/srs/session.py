@@ -52,6 +52,9 @@ class LegState(StrEnum):
 HOLD = "hold"
 API = "api"
 SESSION_SCOPE = "session"
+# An API pause of the live transcription only: the audio goes on being recorded; the STT pipeline reads
+# `RecordingSession.transcription_paused`. Listed in the manifest's pauses so the transcript gap is explained.
+TRANSCRIPTION_SCOPE = "transcription"
 
 
 # --- the media seam ----------------------------------------------------------------------------------------
@@ -147,7 +150,7 @@ class Leg:
 class Pause:
     start: float  # Unix time
     end: float | None
-    scope: str  # "session" or "leg-<index>"
+    scope: str  # "session", "leg-<index>" or "transcription"
     reason: str  # hold | api
 
 
@@ -235,6 +238,8 @@ class RecordingSession:
         self._publish = publish
         self._open_pauses: dict[tuple[str, str], Pause] = {}
         self._api_paused = False
+        self._transcription_paused = False
+        self.auto_resume_at: float | None = None  # Unix time an API pause lifts itself (the UAS times it)
 
     # --- queries ---------------------------------------------------------------------------------------
     @property
@@ -244,6 +249,26 @@ class RecordingSession:
     @property
     def pause_reasons(self) -> tuple[str, ...]:
         return tuple(sorted(reason for scope, reason in self._open_pauses if scope == SESSION_SCOPE))
+
+    @property
+    def recording_paused(self) -> bool:
+        """No audio is written on any leg (an API pause or every stream on hold)."""
+        return self.state is SessionState.PAUSED
+
+    @property
+    def api_recording_paused(self) -> bool:
+        return self._api_paused
+
+    @property
+    def transcription_paused(self) -> bool:
+        """Live transcription must skip this session's audio (read by the STT pipeline)."""
+        return self._transcription_paused
+
+    @property
+    def paused_since(self) -> float | None:
+        """Unix time the oldest session-wide or transcription pause in force began (None when none is)."""
+        starts = [p.start for (scope, _), p in self._open_pauses.items() if scope in (SESSION_SCOPE, TRANSCRIPTION_SCOPE)]
+        return min(starts) if starts else None
 
     @property
     def live_legs(self) -> list[Leg]:
@@ -331,19 +356,35 @@ class RecordingSession:
         self._sync_pauses(wall)
         return event
 
-    def pause(self, wall: float) -> bool:
-        """Pause every leg (PCI: card numbers are spoken). True when this call changed something."""
-        if self.ended or self._api_paused:
+    def pause(
+        self, wall: float, *, recording: bool = True, transcription: bool = False, auto_resume_at: float | None = None
+    ) -> bool:
+        """An API pause: `recording` stops writing on every leg (PCI: card numbers are spoken), `transcription`
+        stops live transcription only. Each stays until resumed; one already in force is kept. `auto_resume_at`
+        (Unix time, None = never) replaces any earlier one while an API pause is in force. True when this call
+        changed something."""
+        if self.ended:
             return False
-        self._api_paused = True
+        before = (self._api_paused, self._transcription_paused, self.auto_resume_at)
+        self._api_paused |= recording
+        self._transcription_paused |= transcription
+        self.auto_resume_at = auto_resume_at if (self._api_paused or self._transcription_paused) else None
+        if (self._api_paused, self._transcription_paused, self.auto_resume_at) == before:
+            return False
         self._sync_pauses(wall)
         return True
 
-    def resume(self, wall: float) -> bool:
-        """Lift an API pause; the session stays paused while the SRC holds every stream."""
-        if self.ended or not self._api_paused:
+    def resume(self, wall: float, *, recording: bool = True, transcription: bool = True) -> bool:
+        """Lift API pauses (both by default); the session stays paused while the SRC holds every stream."""
+        if self.ended:
             return False
-        self._api_paused = False
+        before = (self._api_paused, self._transcription_paused)
+        self._api_paused &= not recording
+        self._transcription_paused &= not transcription
+        if (self._api_paused, self._transcription_paused) == before:
+            return False
+        if not (self._api_paused or self._transcription_paused):
+            self.auto_resume_at = None
         self._sync_pauses(wall)
         return True
 
@@ -435,6 +476,8 @@ class RecordingSession:
         wanted: set[tuple[str, str]] = set()
         if self._api_paused:
             wanted.add((SESSION_SCOPE, API))
+        if self._transcription_paused:
+            wanted.add((TRANSCRIPTION_SCOPE, API))
         if self.fully_held:
             wanted.add((SESSION_SCOPE, HOLD))
         else:
@@ -455,12 +498,27 @@ class RecordingSession:
                 (leg.handle.pause if paused else leg.handle.resume)()
         was = self.state
         self.state = SessionState.PAUSED if session_paused else SessionState.ACTIVE
-        for scope, reason in added:
-            if scope == SESSION_SCOPE:
-                self._publish(SessionPaused(self.call_id, self.session_id, reason, wall, self.pause_reasons))
+        paused = [reason for scope, reason in added if scope == SESSION_SCOPE]
+        if (TRANSCRIPTION_SCOPE, API) in added and API not in paused:
+            paused.append(API)  # a transcription-only pause is announced like a recording one, flags say which
+        for reason in paused:
+            self._publish(
+                SessionPaused(
+                    self.call_id, self.session_id, reason, wall, self.pause_reasons,
+                    self.recording_paused, self._transcription_paused, self.auto_resume_at,
+                )
+            )  # fmt: skip
+        resumed: str | None = None
         if was is SessionState.PAUSED and self.state is SessionState.ACTIVE:
-            reason = next((r for s, r in lifted if s == SESSION_SCOPE), HOLD)
-            self._publish(SessionResumed(self.call_id, self.session_id, reason, wall))
+            resumed = next((r for s, r in lifted if s == SESSION_SCOPE), HOLD)
+        elif (TRANSCRIPTION_SCOPE, API) in lifted:
+            resumed = API
+        if resumed is not None:
+            self._publish(
+                SessionResumed(
+                    self.call_id, self.session_id, resumed, wall, self.recording_paused, self._transcription_paused
+                )
+            )
 
 
 def _info(p: Participant) -> ParticipantInfo:

@@ -46,6 +46,7 @@ BYE_MARGIN_S = 32.0
 
 _EXPIRES = "session-expires"
 _RTP = "rtp-timeout"
+_AUTO_RESUME = "auto-resume"
 
 
 def uas_policy() -> UasPolicy:
@@ -233,18 +234,41 @@ class RecordingUas:
     def session(self, call_id: str) -> RecordingSession | None:
         return next((s for s in self.sessions if s.call_id == call_id), None)
 
-    def pause(self, call_id: str) -> bool:
-        """Pause every leg of the session of `call_id` (KeyError when there is none); False if already paused."""
-        session = self.session(call_id)
-        if session is None:
-            raise KeyError(call_id)
-        return session.pause(self.wall_clock())
+    def pause(
+        self,
+        call_id: str,
+        *,
+        recording: bool = True,
+        transcription: bool = False,
+        auto_resume_after: float | None = None,
+    ) -> bool:
+        """API pause of the session of `call_id` (KeyError when there is none): `recording` on every leg and/or
+        live `transcription`; lifted by itself after `auto_resume_after` seconds when given (the timer queue
+        runs it). False when nothing changed."""
+        call = self._call(call_id)
+        now, wall = self.clock(), self.wall_clock()
+        at = wall + auto_resume_after if auto_resume_after is not None else None
+        changed = call.session.pause(wall, recording=recording, transcription=transcription, auto_resume_at=at)
+        self.timers.cancel(call.dialog.id, _AUTO_RESUME)
+        if call.session.auto_resume_at is not None and auto_resume_after is not None:
+            self.timers.schedule(call.dialog.id, _AUTO_RESUME, now + auto_resume_after)
+        self._schedule()
+        return changed
 
-    def resume(self, call_id: str) -> bool:
-        session = self.session(call_id)
-        if session is None:
+    def resume(self, call_id: str, *, recording: bool = True, transcription: bool = True) -> bool:
+        """Lift API pauses of the session of `call_id` (KeyError when there is none); False if none was in force."""
+        call = self._call(call_id)
+        changed = call.session.resume(self.wall_clock(), recording=recording, transcription=transcription)
+        if call.session.auto_resume_at is None:
+            self.timers.cancel(call.dialog.id, _AUTO_RESUME)
+            self._schedule()
+        return changed
+
+    def _call(self, call_id: str) -> _Call:
+        call = next((c for c in list(self.calls.values()) if c.session.call_id == call_id), None)
+        if call is None:
             raise KeyError(call_id)
-        return session.resume(self.wall_clock())
+        return call
 
     @property
     def address(self) -> str:
@@ -390,6 +414,9 @@ class RecordingUas:
                 self._send_refresh(call)
             elif timer.name == _RTP:
                 self._check_rtp(call, now)
+            elif timer.name == _AUTO_RESUME:
+                log.info("auto-resume after the API pause", extra={"call_id": call.dialog.call_id})
+                call.session.resume(self.wall_clock())
         self._schedule()
 
     # --- internals ---------------------------------------------------------------------------------------
