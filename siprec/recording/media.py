@@ -60,6 +60,7 @@ class RecordingMedia:
         self._sweep: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.totals: Counter[str] = Counter()  # of legs already finished (live ones are summed on demand)
+        self.codec_totals: dict[str, Counter[str]] = {}  # the same per codec (packets, lost, late)
 
     # --- ports (PortPool hooks) ------------------------------------------------------------------------------
     def reserve(self, port: int) -> bool:
@@ -205,6 +206,37 @@ class RecordingMedia:
         self.totals["duplicates"] += j.duplicates
         for reason, n in c.dropped.items():
             self.totals["dropped_" + reason] += n
+        codec = self.codec_totals.setdefault(leg.leg.stream.codec.encoding, Counter())
+        codec["packets"] += c.packets
+        codec["lost"] += j.lost
+        codec["late"] += j.late
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """RTP packets received, lost and late by codec since start: finished legs plus live ones (/metrics)."""
+        out = {codec: Counter(t) for codec, t in self.codec_totals.items()}
+        for recorder in self.recorders.values():
+            for leg in recorder.legs:
+                row = out.setdefault(leg.leg.stream.codec.encoding, Counter())
+                row["packets"] += leg.stream.counters.packets
+                row["lost"] += leg.stream.jitter.lost
+                row["late"] += leg.stream.jitter.late
+        return {codec: {k: row[k] for k in ("packets", "lost", "late")} for codec, row in sorted(out.items())}
+
+    def session_stats(self, session_id: str) -> list[dict[str, Any]]:
+        """Per-leg RTP counters of a live session (the REST session view), [] when it has no recorder."""
+        recorder = self.recorders.get(session_id)
+        if recorder is None:
+            return []
+        return [
+            {
+                "index": leg.index,
+                "codec": leg.leg.stream.codec.encoding,
+                "packets_received": leg.stream.counters.packets,
+                "packets_lost": leg.stream.jitter.lost,
+                "packets_late": leg.stream.jitter.late,
+            }
+            for leg in recorder.legs
+        ]
 
     @property
     def live_legs(self) -> int:

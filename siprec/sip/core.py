@@ -61,13 +61,16 @@ class SipApplication(Protocol):
 class CoreStats:
     requests: dict[str, int] = field(default_factory=dict)
     responses: dict[int, int] = field(default_factory=dict)
+    responses_by_method: dict[tuple[str, int], int] = field(default_factory=dict)  # (CSeq method, status)
     bad_messages: int = 0
 
     def count_request(self, method: str) -> None:
         self.requests[method] = self.requests.get(method, 0) + 1
 
-    def count_response(self, status: int) -> None:
+    def count_response(self, status: int, method: str = "") -> None:
         self.responses[status] = self.responses.get(status, 0) + 1
+        key = (method, status)
+        self.responses_by_method[key] = self.responses_by_method.get(key, 0) + 1
 
 
 class SipCore:
@@ -128,7 +131,7 @@ class SipCore:
     def _run(self, actions: list[object]) -> None:
         for action in actions:
             if isinstance(action, txn.SendResponse):
-                self.stats.count_response(action.response.status)
+                self.stats.count_response(action.response.status, _cseq_method(action.response))
                 self.send(action.peer, action.response.serialize())
             elif isinstance(action, txn.SendRequest):
                 self.send(action.peer, action.request.serialize())
@@ -298,7 +301,7 @@ class SipCore:
         except SipError:
             # The Via itself is what is broken: the only address left is the one the request came from.
             dest = peer
-        self.stats.count_response(err.status)
+        self.stats.count_response(err.status, req.method)
         self.send(dest, resp.serialize())
 
     def send_request(
@@ -365,6 +368,13 @@ class SipCore:
 
 def _client_key(request: SipRequest) -> tuple[str, str]:
     return (request.top_via.branch or "", request.cseq.method)
+
+
+def _cseq_method(response: SipResponse) -> str:
+    try:
+        return response.cseq.method
+    except SipParseError:
+        return ""  # our own responses copy a parsed CSeq: not expected, but a counter must not raise
 
 
 def _safe_call_id(message: object) -> str | None:
