@@ -16,6 +16,7 @@ import yaml
 
 import siprec
 from siprec.config import Config, ConfigError, load_config, redact_url
+from siprec.stt.command import configure_stt, run_stt
 
 DEFAULT_CONFIG = Path("etc/siprec.yaml")
 
@@ -131,6 +132,7 @@ def _run_version(args: argparse.Namespace) -> int:
 register("serve", Subcommand("run the recording server", _configure_serve, _run_serve))
 register("check-config", Subcommand("validate a config file and exit", _configure_check, _run_check))
 register("version", Subcommand("print the version", lambda p: None, _run_version))
+register("stt", Subcommand("speech-to-text providers (stt list)", configure_stt, run_stt))
 
 
 def build_parser() -> argparse.ArgumentParser:
