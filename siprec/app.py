@@ -12,6 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from siprec import __version__
+from siprec.api.context import ApiContext
+from siprec.api.server import ApiServer
+from siprec.api.wiring import register_core
 from siprec.config import Config
 from siprec.events.bus import EventBus
 from siprec.sip.admission import AdmissionControl, SourceLimits
@@ -64,8 +67,26 @@ def _default_application(parts: Components) -> SipApplication:
     return RecordingUas(parts.config, bus=parts.bus, core=parts.core, ports=ports, media=media)
 
 
+class _NoSessions:
+    """The session directory of an application without recording sessions (tests with another application)."""
+
+    sessions: tuple[()] = ()
+
+    def session(self, call_id: str) -> None:
+        return None
+
+    def pause(self, call_id: str, **kw: object) -> bool:
+        raise KeyError(call_id)
+
+    def resume(self, call_id: str, **kw: object) -> bool:
+        raise KeyError(call_id)
+
+
 class SiprecServer:
-    """One running server. `start()` then `stop()`; ports 0 in the config pick free ports (tests)."""
+    """One running server. `start()` then `stop()`; ports 0 in the config pick free ports (tests).
+
+    `api` is the HTTP API's context, ready before `start()`: components register health checks, metric sources,
+    session analytics and the WebSocket hub on it (siprec.api.context). `http_port` is the bound HTTP port."""
 
     def __init__(self, config: Config, *, application: ApplicationFactory | None = None) -> None:
         self.config = config
@@ -97,6 +118,15 @@ class SiprecServer:
         )
         self._ticker: asyncio.Task[None] | None = None
         self.started_at: float | None = None
+        directory = self.app if hasattr(self.app, "session") and hasattr(self.app, "sessions") else _NoSessions()
+        self.api = ApiContext(config, directory, self.bus)  # type: ignore[arg-type]
+        media = getattr(self.app, "media", None)
+        register_core(
+            self.api, core_stats=self.core.stats, transport=self.transport,
+            ports=getattr(self.app, "ports", None), media=media if hasattr(media, "stats") else None,
+        )  # fmt: skip
+        self.http = ApiServer(self.api)
+        self.http_port: int | None = None
 
     async def start(self) -> None:
         recover = getattr(getattr(self.app, "media", None), "recover", None)
@@ -105,10 +135,21 @@ class SiprecServer:
         await self.transport.start()
         self.core.bind(self.transport.send, advertised_host(self.config), self.transport.bound)
         self._ticker = asyncio.create_task(self._tick(), name="siprec-app-ticker")
-        self.started_at = time.time()
-        log.info("siprec %s started: SIP %s", __version__, self.transport.bound)
+        self.started_at = self.api.started_at = time.time()
+        try:
+            await self.http.start(self.config.http.host, self.config.http.port)
+        except BaseException:
+            await self._stop_sip()  # e.g. the HTTP port is taken: nothing may stay bound
+            raise
+        self.http_port = self.http.port
+        log.info("siprec %s started: SIP %s, HTTP %s", __version__, self.transport.bound, self.http_port)
 
     async def stop(self) -> None:
+        await self.http.stop()  # first: no API call may act on sessions being torn down
+        await self._stop_sip()
+        log.info("siprec stopped")
+
+    async def _stop_sip(self) -> None:
         shutdown = getattr(self.app, "shutdown", None)
         if shutdown is not None:
             shutdown()  # ends live sessions with BYE while the transport can still send it
@@ -121,7 +162,6 @@ class SiprecServer:
         if close_media is not None:
             await close_media()  # files final, FLAC jobs done, sockets closed
         await self.transport.stop()
-        log.info("siprec stopped")
 
     async def _tick(self) -> None:
         on_tick = getattr(self.app, "tick", None)

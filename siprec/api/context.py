@@ -6,18 +6,23 @@ Route modules get it with `api_context(request)` (siprec.api.routing). Component
     ctx.health.add("store", store_check, critical=True)      # siprec.api.healthchecks
     ctx.metrics.add_source("stt", stt_metrics)                # siprec.api.metric_sources
     ctx.ws_hub = hub                                          # WebSocketHub: add_routes(app), close(), stats(), health()
+    ctx.session_analytics["sentiment"] = lambda session: {...}  # merged into each session's "analytics"
     ctx.components["store"] = store                           # anything else a route module needs, by name
+
+Set `ws_hub` before the HTTP server starts (its routes are mounted then); health checks, metric sources and
+analytics providers can be added at any time.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from siprec import __version__
 from siprec.api.auth import Authenticator
+from siprec.api.call_counters import CallCounters
 from siprec.api.healthchecks import HealthRegistry
 from siprec.api.metric_sources import MetricsRegistry
 from siprec.config import Config
@@ -32,6 +37,12 @@ class SessionDirectory(Protocol):
     def sessions(self) -> Iterable[RecordingSession]: ...
 
     def session(self, call_id: str) -> RecordingSession | None: ...
+
+    def pause(
+        self, call_id: str, *, recording: bool, transcription: bool, auto_resume_after: float | None
+    ) -> bool: ...
+
+    def resume(self, call_id: str, *, recording: bool, transcription: bool) -> bool: ...
 
 
 class WebSocketHub(Protocol):
@@ -57,9 +68,16 @@ class ApiContext:
     health: HealthRegistry = field(default_factory=HealthRegistry)
     metrics: MetricsRegistry = field(default_factory=MetricsRegistry)
     ws_hub: WebSocketHub | None = None
+    # name -> provider(session) -> JSON-ready mapping, shown under analytics.<name> of each live session
+    session_analytics: dict[str, Callable[[RecordingSession], Mapping[str, Any]]] = field(
+        default_factory=dict
+    )
     components: dict[str, Any] = field(default_factory=dict)
     wall_clock: Callable[[], float] = time.time
     auth: Authenticator = field(init=False)
+    calls: CallCounters = field(init=False)  # started / ended by outcome, counted from the bus
 
     def __post_init__(self) -> None:
         self.auth = Authenticator(self.config.auth, self.config.pause_resume)
+        self.calls = CallCounters()
+        self.calls.attach(self.bus)

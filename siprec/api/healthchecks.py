@@ -120,3 +120,12 @@ def aggregate(outcomes: list[CheckOutcome]) -> HealthStatus:
     if any(c.status in (HealthStatus.UNHEALTHY, HealthStatus.DEGRADED) for c in outcomes):
         return HealthStatus.DEGRADED
     return HealthStatus.HEALTHY
+
+
+def disabled(reason: str) -> HealthCheck:
+    """A check for a subsystem the configuration switches off."""
+
+    async def check() -> CheckResult:
+        return HealthStatus.DISABLED, {"reason": reason}
+
+    return check

@@ -43,6 +43,8 @@ from pydantic import BaseModel, ValidationError
 import siprec.api
 from siprec.api.context import ApiContext
 from siprec.api.errors import ApiError, Handler, error_middleware
+from siprec.api.healthchecks import disabled
+from siprec.api.metrics import websocket_source
 from siprec.api.routing import BODY, CONTEXT, QUERY, ROUTES, Route, RouteTable
 
 __all__ = ["ApiContext", "ApiServer", "build_app", "discover_route_tables", "ROUTES"]
@@ -203,6 +205,7 @@ class ApiServer:
         self.port: int | None = None
 
     async def start(self, host: str, port: int) -> None:
+        self._register_ws_hub()
         self.app = build_app(self.ctx, tables=self.tables)
         runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
         await runner.setup()
@@ -215,6 +218,15 @@ class ApiServer:
         self._runner = runner
         self.port = _bound_port(runner.addresses)
         log.info("HTTP API on %s:%s", host, self.port)
+
+    def _register_ws_hub(self) -> None:
+        ctx, hub = self.ctx, self.ctx.ws_hub
+        if hub is None:
+            if "websocket" not in ctx.health.names:
+                ctx.health.add("websocket", disabled("no WebSocket hub is wired"))
+            return
+        ctx.health.add("websocket", hub.health)
+        ctx.metrics.add_source("websocket", websocket_source(hub.stats))
 
     async def stop(self) -> None:
         if self._runner is None:

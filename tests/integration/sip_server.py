@@ -28,6 +28,7 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
 def test_config(overrides: Mapping[str, Any] | None = None, tmp: Path | None = None) -> Any:
     data: dict[str, Any] = {
         "sip": {"host": "127.0.0.1", "udp_port": 0, "tcp_port": 0, "advertised_host": "127.0.0.1"},
+        "http": {"host": "127.0.0.1", "port": 0},  # SiprecServer serves the HTTP API too: a free port
         "log": {"level": "DEBUG"},
     }
     if tmp is not None:
