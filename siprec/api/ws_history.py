@@ -1,0 +1,99 @@
+"""What a late subscriber is sent first: per call, its session_started frame, its final transcripts so far (the
+latest `per_call`) and, once it ended, its session_ended frame.
+
+Bounded three ways: frames per call, number of calls (the least recently active call goes first, so a call whose
+session_ended never came cannot pin memory), and time: a call is forgotten `keep_after_end_s` after it ended.
+No I/O and no timers: expiry is checked whenever the history is used, against an injectable clock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from siprec.api.ws_frames import EventFrame
+
+STARTED = "session_started"
+ENDED = "session_ended"
+TRANSCRIPT = "transcript"
+
+
+@dataclass
+class CallHistory:
+    finals: deque[EventFrame]
+    started: EventFrame | None = None
+    ended: EventFrame | None = None
+    ended_at: float | None = None
+
+    def frames(self) -> list[EventFrame]:
+        """In the order they were published."""
+        out = [self.started] if self.started is not None else []
+        out.extend(self.finals)
+        if self.ended is not None:
+            out.append(self.ended)
+        return out
+
+
+@dataclass
+class TranscriptHistory:
+    per_call: int = 500
+    max_calls: int = 1000
+    keep_after_end_s: float = 300.0
+    clock: Callable[[], float] = time.monotonic
+    _calls: OrderedDict[str, CallHistory] = field(default_factory=OrderedDict, repr=False)
+    _ended: deque[tuple[float, str]] = field(
+        default_factory=deque, repr=False
+    )  # (ended_at, call_id), end order
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    def __contains__(self, call_id: object) -> bool:
+        self.expire()
+        return call_id in self._calls
+
+    def record(self, frame: EventFrame, *, is_final: bool = False) -> None:
+        """Keep `frame` if it belongs in a replay: a call's start, its end, or a final transcript."""
+        if frame.call_id is None or (frame.type == TRANSCRIPT and not is_final):
+            return
+        if frame.type not in (STARTED, ENDED, TRANSCRIPT):
+            return
+        self.expire()
+        call = self._calls.get(frame.call_id)
+        if call is None or (frame.type == STARTED and call.ended is not None):  # new, or a call id used again
+            self._calls.pop(frame.call_id, None)
+            call = self._calls[frame.call_id] = CallHistory(deque(maxlen=self.per_call))
+            while len(self._calls) > self.max_calls:
+                self._calls.popitem(last=False)
+        else:
+            self._calls.move_to_end(frame.call_id)
+        if frame.type == STARTED:
+            call.started = frame
+        elif frame.type == ENDED:
+            call.ended = frame
+            call.ended_at = self.clock()
+            self._ended.append((call.ended_at, frame.call_id))
+        else:
+            call.finals.append(frame)
+
+    def replay(self, call_id: str, *, before_seq: int | None = None) -> list[EventFrame]:
+        """The call's kept frames, oldest first; only those with seq < `before_seq` when given."""
+        self.expire()
+        call = self._calls.get(call_id)
+        if call is None:
+            return []
+        frames = call.frames()
+        if before_seq is not None:
+            frames = [f for f in frames if f.seq < before_seq]
+        return frames
+
+    def expire(self) -> None:
+        deadline = self.clock() - self.keep_after_end_s
+        while self._ended and self._ended[0][0] <= deadline:
+            ended_at, call_id = self._ended.popleft()
+            call = self._calls.get(call_id)
+            # A call id reused after its end (a new session_ended later) is kept until its own deadline.
+            if call is not None and call.ended_at == ended_at:
+                del self._calls[call_id]
