@@ -280,7 +280,7 @@ class AmqpPublisher:
         def on_closed(_conn: Any, exc: BaseException) -> None:
             # Bound to this connection's own event: a late close of an older connection changes nothing.
             if lost is self._lost:
-                if not self._stopping:
+                if not isinstance(exc, pika.exceptions.ConnectionClosedByClient):  # our own close is no error
                     self.last_error = _describe(exc)
                 self.connected = False
                 self._kick.set()
@@ -420,7 +420,7 @@ class AmqpPublisher:
         # reconnect path is the one recovery path.
         if channel is not self._channel:
             return
-        if not self._stopping:
+        if not isinstance(exc, pika.exceptions.ChannelClosedByClient):
             self.last_error = _describe(exc)
         self._lost.set()
         self._kick.set()

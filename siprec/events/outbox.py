@@ -84,6 +84,7 @@ class Outbox:
         self._synced = False  # True: every committed untaken row is in _cache
         self._taken_upto = 0  # highest id handed out by take()
         self._stored = 0  # rows in the table (as of our last commit)
+        self._committing = 0  # events taken from _pending by the commit in progress
         self._lock = asyncio.Lock()  # a commit and a table read never interleave (keeps _cache exact)
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -176,7 +177,7 @@ class Outbox:
 
     def depth(self) -> int:
         """Events accepted and not yet confirmed (stored rows plus those waiting for the next commit)."""
-        return self._stored + len(self._pending)
+        return self._stored + self._committing + len(self._pending)
 
     # ------------------------------------------------------------------ writer
 
@@ -195,17 +196,23 @@ class Outbox:
                 batch = [self._pending.popleft() for _ in range(min(self.max_batch, len(self._pending)))]
                 acked, self._acked = self._acked, set()
                 failed, self._failed = self._failed - acked, set()
+                self._committing = len(batch)
                 try:
                     await self._commit(batch, acked, failed)
+                    error = None
                 except (SQLAlchemyError, OSError) as exc:
                     # Put everything back in order and retry: nothing is lost while the store is down.
                     self._pending.extendleft(reversed(batch))
                     self._acked |= acked
                     self._failed |= failed
+                    error = f"{exc.__class__.__name__}: {exc}"
+                finally:
+                    self._committing = 0
+                if error is not None:
                     failures += 1
-                    self.last_error = f"{exc.__class__.__name__}: {exc}"
+                    self.last_error = error
                     if failures == 1:
-                        log.error("outbox: store write failed, retrying: %s", self.last_error)
+                        log.error("outbox: store write failed, retrying: %s", error)
                     await asyncio.sleep(self._retry.delay(failures))
                     continue
                 if failures:

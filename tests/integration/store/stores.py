@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -55,10 +56,15 @@ async def provide_database(kind: str, tmp_path: Path) -> AsyncIterator[Database]
 
 
 async def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    """Poll `predicate` until true; fail with `what` after `timeout` seconds."""
+    """Poll `predicate` (sync, or returning an awaitable) until true; fail with `what` after `timeout` seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while not predicate():
+    while True:
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(0.02)
