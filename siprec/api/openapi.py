@@ -6,6 +6,7 @@ follows the running configuration (a read route lists credentials only when auth
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -19,7 +20,8 @@ from siprec.api.routing import ROUTES, Access, Reply, Route, RouteTable, api_con
 
 routes = RouteTable("meta", "The API description")
 
-_DOC_KEY: web.AppKey[dict[str, Any]] = web.AppKey("siprec.openapi")
+# One document per application, built on first use (the routes and the config do not change while it runs).
+_DOCUMENTS: weakref.WeakKeyDictionary[web.Application, dict[str, Any]] = weakref.WeakKeyDictionary()
 _REF = "#/components/schemas/{model}"
 _ENVELOPE = {"$ref": _REF.format(model="ErrorEnvelope")}
 _AUTO_ERRORS = {
@@ -38,10 +40,11 @@ _AUTO_ERRORS = {
 )
 async def openapi_document(request: web.Request) -> web.StreamResponse:
     app = request.app
-    if _DOC_KEY not in app:
+    document = _DOCUMENTS.get(app)
+    if document is None:
         ctx = api_context(request)
-        app[_DOC_KEY] = build_document(app[ROUTES], ctx.auth, ctx.version)
-    return web.json_response(app[_DOC_KEY])
+        document = _DOCUMENTS[app] = build_document(app[ROUTES], ctx.auth, ctx.version)
+    return web.json_response(document)
 
 
 def build_document(all_routes: Iterable[Route], auth: Authenticator, version: str) -> dict[str, Any]:

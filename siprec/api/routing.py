@@ -34,8 +34,8 @@ if TYPE_CHECKING:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # aiohttp keys under which the server leaves the validated inputs and the context.
-QUERY = "siprec.query"
-BODY = "siprec.body"
+QUERY: web.RequestKey[Any] = web.RequestKey("siprec.query")
+BODY: web.RequestKey[Any] = web.RequestKey("siprec.body")
 CONTEXT: web.AppKey[ApiContext] = web.AppKey("siprec.api_context")
 ROUTES: web.AppKey[list[Route]] = web.AppKey("siprec.routes")  # every declared route of the app
 

@@ -197,16 +197,19 @@ def _cors_headers(ctx: ApiContext, request: web.Request, response: web.StreamRes
 class ApiServer:
     """Serves build_app(ctx) on host:port (port 0 = a free port, read back from `port`)."""
 
-    def __init__(self, ctx: ApiContext, *, tables: Iterable[RouteTable] | None = None) -> None:
+    def __init__(
+        self, ctx: ApiContext, *, tables: Iterable[RouteTable] | None = None, client_max_size: int = MAX_BODY_BYTES
+    ) -> None:
         self.ctx = ctx
         self.tables = tables
+        self.client_max_size = client_max_size
         self.app: web.Application | None = None
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
     async def start(self, host: str, port: int) -> None:
         self._register_ws_hub()
-        self.app = build_app(self.ctx, tables=self.tables)
+        self.app = build_app(self.ctx, tables=self.tables, client_max_size=self.client_max_size)
         runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
         await runner.setup()
         try:
