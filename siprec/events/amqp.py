@@ -211,6 +211,11 @@ class AmqpPublisher:
             "error": self.outbox.last_error or (None if self.connected else self.last_error),
         }
 
+    async def health_check(self) -> tuple[str, dict[str, Any]]:
+        """The same as `health()`, shaped for siprec.api.healthchecks (status, details)."""
+        details = self.health()
+        return details.pop("status"), details
+
     # ------------------------------------------------------------------ connection loop
 
     async def _run(self) -> None:

@@ -85,7 +85,8 @@ class Store:
             else:
                 Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         else:
-            kwargs.update(pool_size=5, max_overflow=5, pool_pre_ping=True)
+            # asyncpg waits 60 s for a connection by default: too long for /health and start-up.
+            kwargs.update(pool_size=5, max_overflow=5, pool_pre_ping=True, connect_args={"timeout": 10})
         engine = create_async_engine(target, **kwargs)
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
@@ -113,6 +114,13 @@ class Store:
             return True
         except (SQLAlchemyError, OSError):
             return False
+
+    async def health_check(self) -> tuple[str, dict[str, Any]]:
+        """For siprec.api.healthchecks: healthy when the database answers, else unhealthy."""
+        details: dict[str, Any] = {"dialect": self.dialect, "url": self.url}
+        if await self.ping():
+            return "healthy", details
+        return "unhealthy", {**details, "error": "the database does not answer"}
 
     async def drop_tables(self) -> None:
         """Drop this store's tables (tests clean up their prefixed tables in a shared database)."""
