@@ -24,6 +24,7 @@ from siprec.config import Config
 from siprec.events.types import Event, RecordingReady
 from siprec.recording.manifest import clear_marker, recover_interrupted, set_marker, write_manifest
 from siprec.recording.recorder import LegRecorder, SessionRecorder
+from siprec.recording.transcription import Transcription
 from siprec.recording.wav import WavError, transcode_to_flac
 from siprec.srs.session import Leg, LegHandle, RecordingSession
 
@@ -59,6 +60,7 @@ class RecordingMedia:
         self._reserved: dict[int, tuple[socket.socket, socket.socket | None]] = {}
         self._sweep: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.stt: Transcription | None = None  # set by the app when a transcription provider runs
         self.totals: Counter[str] = Counter()  # of legs already finished (live ones are summed on demand)
         self.codec_totals: dict[str, Counter[str]] = {}  # the same per codec (packets, lost, late)
 
@@ -114,8 +116,14 @@ class RecordingMedia:
 
     # --- end of session ----------------------------------------------------------------------------------------
     def _ready(self, recorder: SessionRecorder, data: dict[str, Any]) -> None:
-        clear_marker(self.root, recorder.session.session_id)
+        session = recorder.session
+        clear_marker(self.root, session.session_id)
         self.publish(ready_event(recorder.folder, data))
+        if self.stt is not None:  # after FLAC: post-call jobs read the final leg files
+            self.stt.session_ended(
+                call_id=session.call_id, session_id=session.session_id, folder=recorder.folder,
+                leg_files={leg["index"]: recorder.folder / leg["file"] for leg in data["legs"]},
+            )  # fmt: skip
 
     def _spawn_flac(self, recorder: SessionRecorder, data: dict[str, Any]) -> None:
         folder = recorder.folder

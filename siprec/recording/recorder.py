@@ -25,6 +25,7 @@ from siprec.recording.combined import CombinedWriter
 from siprec.recording.leg import LegWriter
 from siprec.recording.manifest import iso_time, write_manifest
 from siprec.recording.timeline import Interval, to_samples
+from siprec.recording.transcription import TranscriptionTap
 from siprec.srs.metadata_model import Participant
 from siprec.srs.sdp import NegotiatedStream
 from siprec.srs.session import SESSION_SCOPE, Leg, RecordingSession, safe_name
@@ -38,7 +39,8 @@ log = logging.getLogger("siprec.recording")
 
 BATCH = 8  # packets between decodes on the hot path (160 ms of 20 ms packets)
 STALE_BUFFER_S = 1.0  # the sweep flushes a leg buffer older than this (header refresh well within 2 s)
-COMBINED_MARGIN_S = 1.0  # the combined file trails the wall clock by the jitter delay plus this
+COMBINED_MARGIN_S = 1.0
+TRANSCRIPT_FILE = "transcript.json"  # written by the STT service beside the manifest once the finals are in  # the combined file trails the wall clock by the jitter delay plus this
 
 
 def stream_params(stream: NegotiatedStream, *, jitter_ms: float, latch: bool) -> StreamParams:
@@ -97,6 +99,7 @@ class LegRecorder:
             drop_paused=media.config.recording.pause_mode == "drop",
         )
         self.origin: float | None = None  # wall time of the leg file's sample 0
+        self.tap: TranscriptionTap | None = None  # live transcription of this leg (from its first block)
         self.flushed_at = time.monotonic()
         self.closed = False
         self.close_at: float | None = None  # monotonic deadline for the lingering sockets
@@ -127,6 +130,11 @@ class LegRecorder:
         if self.origin is None:
             self.origin = self.stream.start_time or time.time()
             self.owner.leg_started(self)
+            stt = self.owner.media.stt
+            if stt is not None:
+                self.tap = TranscriptionTap(stt, self.owner.session, self.leg, self.stream.sample_rate, self.origin)
+        if self.tap is not None:
+            self.tap.feed(block.position, block.pcm)
         pauses = self.pauses()
         self.writer.append(block.position, block.pcm, pauses)
         if self.writer.due:
@@ -193,6 +201,8 @@ class LegRecorder:
         self._notices()
         self.flush()
         self.writer.close(self.pauses())
+        if self.tap is not None:
+            self.tap.close()
         self.closed = True
         self.close_at = time.monotonic() + self.owner.media.linger_s
         self.owner.dirty = True
@@ -395,7 +405,7 @@ class SessionRecorder:
             "dtmf": [vars(d) for d in self.dtmf_events],
             "metadata_versions": len(s.metadata_files),
             "metadata_files": list(s.metadata_files),
-            "transcript_file": None,
+            "transcript_file": TRANSCRIPT_FILE if self.media.stt is not None else None,
         }
 
     def write_manifest(self, state: str) -> dict[str, Any]:
