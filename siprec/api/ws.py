@@ -18,8 +18,9 @@ clients expect every call when they set no filter). Events without a call_id go 
 
 Replay: subscribing to a call first sends what the client missed of it, from TranscriptHistory (session_started,
 the final transcripts so far, session_ended if it ended), then its live events. Registration, the replay snapshot
-and the filter change happen in one synchronous step between two bus events, so nothing is sent twice or lost. A
-client that already got the call live (every-call mode) is sent only the frames from before it connected.
+and the filter change happen in one synchronous step between two bus events, so nothing is lost; frames the
+client already got live (in every-call mode, or during an earlier subscription: its Coverage) are left out of
+the replay, so nothing is sent twice.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from siprec.api.ws_frames import (
     parse_client_message,
     pong_frame,
 )
-from siprec.api.ws_history import TranscriptHistory
+from siprec.api.ws_history import Coverage, TranscriptHistory
 from siprec.events.bus import EventBus
 from siprec.events.types import Event
 
@@ -136,7 +137,7 @@ class WsClient:
     label: str  # ?session_id= (IZI's name for the client's own session), for logs
     outbox: Outbox
     calls: set[str] = field(default_factory=set)  # subscribed calls; empty: every call
-    all_since: int | None = None  # every-call mode: the first event seq it gets live
+    coverage: Coverage = field(default_factory=Coverage)  # what it got live, left out of replays
     task: asyncio.Task[None] | None = None  # the writer; after a lag, the task cutting the client
     closing: bool = False  # the hub is closing it (lag or shutdown): `task` owns the close
     frames_sent: int = 0
@@ -457,7 +458,7 @@ class WebSocketHub:
         if call_id:
             self._subscribe(client, call_id)  # known: checked by _admission, nothing awaited since
         else:
-            client.all_since = self._seq + 1
+            client.coverage.open(None, self._seq + 1)
             audience.everyone.add(client)
         client.task = asyncio.get_running_loop().create_task(
             self._send_loop(client), name=f"ws-client-{client.id}"
@@ -506,27 +507,35 @@ class WebSocketHub:
             return True
         if not self._known(call_id):
             return False
-        before = client.all_since if not client.calls else None
+        next_seq = self._seq + 1
+        if not client.calls:
+            client.coverage.close(None, next_seq)  # leaves every-call mode
         replay = tuple(
-            f.data for f in self.history.replay(call_id, before_seq=before) if client.channel.accepts(f.type)
+            f.data
+            for f in self.history.replay(call_id)
+            if client.channel.accepts(f.type) and not client.coverage.got(call_id, f.seq)
         )
-        self._audiences[client.channel.path].follow(client, call_id)
+        client.coverage.open(call_id, next_seq)
         client.calls.add(call_id)
-        client.all_since = None
+        self._audiences[client.channel.path].follow(client, call_id)
         log.info("%s subscribed to call %s (%d frames replayed)", client, call_id, len(replay))
         if replay:
             self._offer(client, replay)
         return True
 
     def _unsubscribe(self, client: WsClient, call_id: str | None) -> None:
+        if not client.calls:
+            return  # every-call mode: nothing to drop
         audience = self._audiences[client.channel.path]
+        next_seq = self._seq + 1
         for cid in [call_id] if call_id is not None else list(client.calls):
             if cid in client.calls:
                 client.calls.discard(cid)
+                client.coverage.close(cid, next_seq)
                 audience.unfollow(client, cid)
                 log.info("%s unsubscribed from call %s", client, cid)
-        if not client.calls and client.all_since is None:
-            client.all_since = self._seq + 1
+        if not client.calls:  # the last one: every call again
+            client.coverage.open(None, next_seq)
             audience.everyone.add(client)
 
     # --- frames out ------------------------------------------------------------------------------------------
@@ -579,8 +588,10 @@ class WebSocketHub:
         handle = self._aborts.pop(client, None)
         if handle is not None:
             handle.cancel()
-        if client.transport is not None:
-            client.transport.abort()
+        transport = client.transport
+        # Only while it still holds unsent data (or is open): aborting a transport already gone fails on 3.11.
+        if transport is not None and (not transport.is_closing() or transport.get_write_buffer_size()):
+            transport.abort()
 
 
 def bearer_token(header: str | None) -> str | None:

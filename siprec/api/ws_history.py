@@ -12,6 +12,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from siprec.api.ws_frames import EventFrame
 
@@ -78,16 +79,11 @@ class TranscriptHistory:
         else:
             call.finals.append(frame)
 
-    def replay(self, call_id: str, *, before_seq: int | None = None) -> list[EventFrame]:
-        """The call's kept frames, oldest first; only those with seq < `before_seq` when given."""
+    def replay(self, call_id: str) -> list[EventFrame]:
+        """The call's kept frames, oldest first."""
         self.expire()
         call = self._calls.get(call_id)
-        if call is None:
-            return []
-        frames = call.frames()
-        if before_seq is not None:
-            frames = [f for f in frames if f.seq < before_seq]
-        return frames
+        return call.frames() if call is not None else []
 
     def expire(self) -> None:
         deadline = self.clock() - self.keep_after_end_s
@@ -97,3 +93,40 @@ class TranscriptHistory:
             # A call id reused after its end (a new session_ended later) is kept until its own deadline.
             if call is not None and call.ended_at == ended_at:
                 del self._calls[call_id]
+
+
+@dataclass
+class Coverage:
+    """Which events one client got live: spans of event seqs during which it followed a call (or every call,
+    call_id None). A replay leaves out the frames inside them, so however a client switches between every-call
+    mode and subscriptions it never gets a frame twice. Bounded: beyond `limit` spans the oldest closed one is
+    forgotten (a client switching that often may then be sent an old frame again)."""
+
+    limit: int = 256
+    _spans: deque[list[Any]] = field(
+        default_factory=deque, repr=False
+    )  # [start, end or None (open), call_id]
+
+    def __len__(self) -> int:
+        return len(self._spans)
+
+    def open(self, call_id: str | None, seq: int) -> None:
+        """From event `seq` on, the client gets `call_id`'s events (every call's when None)."""
+        self._spans.append([seq, None, call_id])
+        if len(self._spans) > self.limit:
+            for span in self._spans:
+                if span[1] is not None:
+                    self._spans.remove(span)
+                    break
+
+    def close(self, call_id: str | None, seq: int) -> None:
+        """From event `seq` on, it no longer does."""
+        for span in self._spans:
+            if span[1] is None and span[2] == call_id:
+                span[1] = seq
+
+    def got(self, call_id: str, seq: int) -> bool:
+        return any(
+            start <= seq and (end is None or seq < end) and (cid is None or cid == call_id)
+            for start, end, cid in self._spans
+        )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from siprec.api.ws_frames import EventFrame
-from siprec.api.ws_history import TranscriptHistory
+from siprec.api.ws_history import Coverage, TranscriptHistory
 
 
 class Clock:
@@ -35,7 +35,6 @@ def test_replay_is_start_finals_end_in_order_without_partials_or_other_events() 
     assert seqs(history.replay("c1")) == [1, 3, 6, 7]
     assert seqs(history.replay("c2")) == [5]
     assert history.replay("unknown") == []
-    assert seqs(history.replay("c1", before_seq=6)) == [1, 3]
 
 
 def test_finals_per_call_are_bounded_keeping_the_latest() -> None:
@@ -82,3 +81,31 @@ def test_a_call_id_started_again_after_its_end_starts_a_new_history() -> None:
     assert seqs(history.replay("c1")) == [4]
     clock.now += 40  # the first life's deadline passes: the new one stays
     assert seqs(history.replay("c1")) == [4]
+
+
+def test_coverage_every_call_then_subscriptions() -> None:
+    coverage = Coverage()
+    coverage.open(None, 10)  # every call from event 10
+    assert not coverage.got("a", 9) and coverage.got("a", 10) and coverage.got("b", 500)
+    coverage.close(None, 20)  # subscribes to a at 20
+    coverage.open("a", 20)
+    assert coverage.got("a", 19) and coverage.got("a", 20) and coverage.got("a", 10_000)
+    assert coverage.got("b", 19) and not coverage.got("b", 20)
+    coverage.close("a", 30)  # unsubscribes a at 30: every call again at 30
+    coverage.open(None, 30)
+    assert not coverage.got("b", 25) and coverage.got("b", 30)
+    coverage.close(None, 40)
+    coverage.open("b", 40)
+    assert not coverage.got("a", 45) and coverage.got("a", 35) and coverage.got("a", 25)
+    assert coverage.got("b", 45) and not coverage.got("b", 25) and not coverage.got("b", 5)
+
+
+def test_coverage_is_bounded_forgetting_old_closed_spans() -> None:
+    coverage = Coverage(limit=4)
+    coverage.open("keep", 0)
+    for seq in range(1, 20, 2):
+        coverage.open("x", seq)
+        coverage.close("x", seq + 1)
+    assert len(coverage) == 4
+    assert coverage.got("keep", 1000)  # the open span is never the one forgotten
+    assert coverage.got("x", 17) and not coverage.got("x", 1)
