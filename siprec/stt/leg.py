@@ -95,6 +95,7 @@ class LegTranscriber:
         self._whole_leg = False  # the job transcribes the whole leg (never live)
         self._untranscribed: list[Span] = []  # closed stretches no stream covered
         self._gap_from: float | None = None  # an open one
+        self._fed_until: float | None = None  # end of the last block given to any stream
         self._queue: deque[tuple[np.ndarray, float]] = deque()
         self._queued_samples = 0
         self._arrivals: deque[tuple[float, float]] = deque(maxlen=ARRIVALS_KEPT)
@@ -169,9 +170,6 @@ class LegTranscriber:
         self._whole_leg = True
         self.mode, self.provider = QUEUED, provider
         return self._queue_job(reason, provider, announce=True)
-
-    def switch_off(self) -> None:
-        self.mode = OFF
 
     def spans(self) -> list[Span]:
         """The stretches of the leg no live stream transcribed (session times), paused stretches left out."""
@@ -294,8 +292,6 @@ class LegTranscriber:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(stream.close(), 2.0)
             return "failed"
-        if self._switching and run.fed_until is not None:
-            self._gap_from = run.fed_until  # the stream transcribed everything it was fed
         return "lagging" if self._switching else "closed"
 
     def _pump(self, stream: SttStream, resampler: LegResampler, run: _StreamRun) -> None:
@@ -309,7 +305,7 @@ class LegTranscriber:
                     self._gap_from = None
             for block, t in resampler.process(pcm, ts):
                 stream.feed(block, t)
-            run.fed_until = ts + len(pcm) / self.sample_rate
+            run.fed_until = self._fed_until = ts + len(pcm) / self.sample_rate
 
     async def _read(self, stream: SttStream, run: _StreamRun) -> None:
         ctx, name = self._ctx, run.provider
@@ -351,14 +347,16 @@ class LegTranscriber:
         self._ctx.counters.stream_failures += 1
         self._ctx.on_failure()
         start = run.covered_until if run.covered_until is not None else run.first_ts
-        if start is not None and self._gap_from is None:
-            self._gap_from = start
+        if start is not None:
+            self._gap_from = start if self._gap_from is None else min(self._gap_from, start)
 
     # ---------------------------------------------------------------- post-call
 
     def _to_post_call(self, reason: str) -> None:
         """Stop live transcription of this leg (the runner closes the stream) and queue a post-call job."""
         self._switching = True
+        if self._gap_from is None:  # a stream that closes cleanly has transcribed what it was fed
+            self._gap_from = self._fed_until if self._fed_until is not None else self.clock.start
         self._queue.clear()
         self._queued_samples = 0
         self._wake.set()

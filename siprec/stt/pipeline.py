@@ -118,6 +118,9 @@ class SttService:
             leg.close()
         await asyncio.gather(*(leg.wait_finished() for leg in legs))
         if self._jobs is not None:
+            for session in self._sessions.values():  # ready now, before close() drops jobs not ready
+                if session.ended:
+                    self._mark_ready(session)
             await self._jobs.close(jobs_timeout_s)
         await self.wait_idle()
         if self._pool is not None:
@@ -182,12 +185,19 @@ class SttService:
         session.ended, session.folder, session.leg_files = True, Path(folder), dict(leg_files)
         for leg in session.legs:
             leg.close()
-        if self.plan is None or not self.plan.enabled or self._state == "closed":
+        never_ran = all(leg.provider is None for leg in session.legs)  # STT off or no provider running
+        if self.plan is None or not self.plan.enabled or self._state == "closed" or never_ran:
             self._sessions.pop(session_id, None)
             return
         task = asyncio.create_task(self._finish_session(session), name=f"stt-session-{call_id}")
         self._finalizers.add(task)
         task.add_done_callback(self._finalizers.discard)
+
+    def _mark_ready(self, session: _Session) -> None:
+        assert self._jobs is not None
+        for leg in session.legs:
+            if leg.job is not None and not leg.job.ready:
+                self._jobs.mark_ready(leg.job, session.leg_files.get(leg.index))
 
     async def wait_idle(self) -> None:
         """Until every ended session has its transcript.json written (or given up)."""
@@ -198,10 +208,7 @@ class SttService:
         try:
             await asyncio.gather(*(leg.wait_finished() for leg in session.legs))
             jobs = [leg.job for leg in session.legs if leg.job is not None]
-            assert self._jobs is not None
-            for leg in session.legs:
-                if leg.job is not None:
-                    self._jobs.mark_ready(leg.job, session.leg_files.get(leg.index))
+            self._mark_ready(session)
             await asyncio.gather(*(job.finished.wait() for job in jobs))
             segments = [s for leg in session.legs for s in leg.finals]
             providers = {s.provider for s in segments}
