@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from siprec.api.ws import Channel, bearer_token
+from siprec.api.ws import bearer_token
+from siprec.api.ws_clients import Channel, Outbox
 from siprec.api.ws_frames import (
     ErrorCode,
     Heartbeat,
@@ -112,3 +114,22 @@ def test_channel_accepts_types_and_prefixes() -> None:
     assert channel.accepts("alert")
     assert not channel.accepts("transcript")
     assert not Channel("/x", frozenset({"transcript"})).accepts("transcripts")
+
+
+async def test_outbox_is_bounded_and_drains_before_closing() -> None:
+    outbox = Outbox(2)
+    assert outbox.offer(b"1") and outbox.offer((b"2", b"3"))
+    assert not outbox.offer(b"4")  # full: the hub cuts the client
+    outbox.close(1001)
+    assert await outbox.get() == b"1"
+    assert await outbox.get() == (b"2", b"3")
+    assert await outbox.get() is None
+
+
+async def test_outbox_wakes_a_waiting_writer() -> None:
+    outbox = Outbox(4)
+    waiting = asyncio.ensure_future(outbox.get())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    outbox.offer(b"x")
+    assert await asyncio.wait_for(waiting, 5) == b"x"
