@@ -228,9 +228,11 @@ class PostCallQueue:
                     continue
                 piece = Path(tmp) / f"leg-{job.leg}-{i}.wav"
                 try:
-                    await asyncio.to_thread(cut_wav, job.path, piece, file_start, file_end, rate)
+                    seconds = await asyncio.to_thread(cut_wav, job.path, piece, file_start, file_end, rate)
                 except (OSError, RuntimeError) as exc:
                     raise _FileProblem(f"cannot cut {job.path}: {exc}") from None
+                if seconds < MIN_SPAN_S:  # the file is shorter than the leg's clock says
+                    continue
                 results = await provider.transcribe_file(piece, language=self._language)
 
                 def to_session(t: float, offset: float = file_start) -> float:
@@ -264,8 +266,9 @@ class PostCallQueue:
             queue.clear()
 
 
-def cut_wav(src: Path, dst: Path, start_s: float, end_s: float, out_rate: int) -> None:
-    """Write [start_s, end_s) of the mono file `src` to `dst` as 16-bit WAV at `out_rate` (soxr), in blocks."""
+def cut_wav(src: Path, dst: Path, start_s: float, end_s: float, out_rate: int) -> float:
+    """Write [start_s, end_s) of the mono file `src` to `dst` as 16-bit WAV at `out_rate` (soxr), in blocks;
+    returns the seconds written (less than asked when the file ends first)."""
     with soundfile.SoundFile(str(src)) as f:
         in_rate = f.samplerate
         first = max(0, int(round(start_s * in_rate)))
@@ -284,3 +287,4 @@ def cut_wav(src: Path, dst: Path, start_s: float, end_s: float, out_rate: int) -
             if stream is not None:
                 with contextlib.suppress(ValueError):
                     out.write(stream.resample_chunk(np.zeros(0, np.int16), last=True))
+            return out.frames / out_rate

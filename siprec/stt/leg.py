@@ -286,12 +286,15 @@ class LegTranscriber:
             await asyncio.gather(reader, return_exceptions=True)
             raise
         except Exception as exc:
+            self._stream = None  # its backlog no longer counts
             self._failed(run, str(exc) if isinstance(exc, _StreamFailed) else f"{type(exc).__name__}: {exc}")
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(stream.close(), 2.0)
             return "failed"
+        finally:
+            self._stream = None
         return "lagging" if self._switching else "closed"
 
     def _pump(self, stream: SttStream, resampler: LegResampler, run: _StreamRun) -> None:

@@ -238,6 +238,8 @@ class SttService:
                 exc,
                 extra={"call_id": session.call_id},
             )
+        except Exception:  # a bug: say so with the trace, never leave the task's exception unread
+            log.exception("transcript of the session failed", extra={"call_id": session.call_id})
         finally:
             self._sessions.pop(session.session_id, None)
 
