@@ -627,6 +627,19 @@ async def test_close_says_going_away_to_everyone_and_leaves_no_task(make_rig: Ri
         sock.close()
 
 
+async def test_a_client_closing_gets_1000_and_leaves_nothing_behind(rig: Rig) -> None:
+    ws = await rig.ready(call_id="call-a")
+    sock, _ = await open_silent_client("127.0.0.1", rig.server.port or 0, ANALYTICS_PATH)
+    await wait_for(lambda: rig.hub.stats()["clients_total"] == 2, "two clients")
+    await ws.close()
+    assert ws.close_code == 1000
+    sock.close()  # gone without a close handshake
+    await wait_for(lambda: rig.hub.stats()["clients_total"] == 0, "both clients dropped")
+    await wait_for(lambda: not _hub_tasks(), "their tasks done")
+    rig.publish(transcript("call-a", 1), AlertRaised("r", "call-a"))  # nobody left to send to: nothing breaks
+    assert rig.hub.stats()["clients"] == {TRANSCRIPTIONS_PATH: 0, ANALYTICS_PATH: 0}
+
+
 async def test_the_app_shutdown_closes_the_hub(make_rig: RigFactory) -> None:
     rig = await make_rig()
     ws = await rig.ready()
