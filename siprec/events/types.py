@@ -228,3 +228,21 @@ class SttStarted(Event):
     stream_label: str | None
     mode: str  # live | post_call
     provider: str
+
+
+# --- compliance ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecordingErased(Event):
+    """A recording folder and every file in it were erased (GDPR erasure through the API). `files` are the
+    names relative to the folder; `reason` says why (gdpr)."""
+
+    type: ClassVar[str] = "recording_erased"
+
+    call_id: str | None
+    session_id: str | None
+    folder: str
+    files: tuple[str, ...] = ()
+    size_bytes: int = 0
+    reason: str = "gdpr"
