@@ -8,6 +8,8 @@ Route modules get it with `api_context(request)` (siprec.api.routing). Component
     ctx.ws_hub = hub                                          # WebSocketHub: add_routes(app), close(), stats(), health()
     ctx.session_analytics["sentiment"] = lambda session: {...}  # merged into each session's "analytics"
     ctx.components["store"] = store                           # anything else a route module needs, by name
+    ctx.reloader = reloader                                   # siprec.reload.ConfigReloader: /api/config/reload
+    ctx.stt = stt_service                                     # siprec.stt.pipeline.SttService: /api/stt/*
 
 Set `ws_hub` before the HTTP server starts (its routes are mounted then); health checks, metric sources and
 analytics providers can be added at any time.
@@ -18,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from siprec import __version__
 from siprec.api.auth import Authenticator
@@ -28,6 +30,10 @@ from siprec.api.metric_sources import MetricsRegistry
 from siprec.config import Config
 from siprec.events.bus import EventBus
 from siprec.srs.session import RecordingSession
+
+if TYPE_CHECKING:
+    from siprec.reload import ConfigReloader
+    from siprec.stt.pipeline import SttService
 
 
 class SessionDirectory(Protocol):
@@ -74,6 +80,8 @@ class ApiContext:
     )
     components: dict[str, Any] = field(default_factory=dict)
     wall_clock: Callable[[], float] = time.time
+    reloader: ConfigReloader | None = None  # None: /api/config/reload and reload/status answer 503
+    stt: SttService | None = None  # None: the /api/stt routes answer 503
     auth: Authenticator = field(init=False)
     calls: CallCounters = field(init=False)  # started / ended by outcome, counted from the bus
 

@@ -57,6 +57,31 @@ class AdmissionControl:
         self.active_total = 0
         self._sources: dict[str, _SourceState] = {}
 
+    def update_limits(
+        self,
+        *,
+        trusted_sources: Iterable[str] | None = None,
+        per_source: SourceLimits | None = None,
+        max_sessions: int | None = None,
+    ) -> None:
+        """New limits for the dialogs to come (config reload); None keeps one. Dialogs already admitted stay and
+        still count, so a lower cap refuses new ones until enough have ended. A source's hourly/daily history is
+        kept only while that window is limited: a window switched on counts from now."""
+        if trusted_sources is not None:
+            self.trusted = parse_networks(trusted_sources)
+        if max_sessions is not None:
+            self.max_sessions = max_sessions
+        if per_source is None:
+            return
+        self.per_source = per_source
+        for host, state in list(self._sources.items()):
+            if not per_source.hourly:
+                state.hour.clear()
+            if not per_source.daily:
+                state.day.clear()
+            if state.active == 0 and not state.hour and not state.day:
+                del self._sources[host]
+
     def is_trusted(self, host: str) -> bool:
         if not self.trusted:
             return True
