@@ -55,16 +55,29 @@ class Segment:
             "speaker_label": self.speaker_label,
             "participant_id": self.participant_id,
             "text": self.text,
-            "start": round(self.start, 3),
-            "end": round(self.end, 3),
+            "start": _time(self.start),
+            "end": _time(self.end),
             "confidence": self.confidence,
             "words": list(self.words),
             "provider": self.provider,
         }
 
 
+def _time(t: float) -> float:
+    return round(float(t), 3)  # plain floats: engines hand out numpy scalars, which JSON does not take
+
+
+def _confidence(c: float | None) -> float | None:
+    return None if c is None else round(float(c), 4)
+
+
 def _word(w: Word) -> dict[str, Any]:
-    return {"text": w.text, "start": round(w.start, 3), "end": round(w.end, 3), "confidence": w.confidence}
+    return {
+        "text": str(w.text).strip(),
+        "start": _time(w.start),
+        "end": _time(w.end),
+        "confidence": _confidence(w.confidence),
+    }
 
 
 def segment(result: Transcript, who: LegIdentity, provider: str) -> Segment:
@@ -74,9 +87,9 @@ def segment(result: Transcript, who: LegIdentity, provider: str) -> Segment:
         speaker_label=who.speaker_label,
         participant_id=who.participant_id,
         text=result.text.strip(),
-        start=result.start,
-        end=result.end,
-        confidence=result.confidence,
+        start=float(result.start),
+        end=float(result.end),
+        confidence=_confidence(result.confidence),
         words=tuple(_word(w) for w in result.words),
         provider=provider,
     )
@@ -89,9 +102,9 @@ def to_event(result: Transcript, who: LegIdentity, provider: str, language: str)
         speaker_label=who.speaker_label,
         text=result.text.strip(),
         is_final=result.is_final,
-        start=round(result.start, 3),
-        end=round(result.end, 3),
-        confidence=result.confidence,
+        start=_time(result.start),
+        end=_time(result.end),
+        confidence=_confidence(result.confidence),
         words=tuple(_word(w) for w in result.words),
         provider=provider,
         language=result.language or language,
