@@ -10,7 +10,8 @@ Fan-out: the hub is one callback on the bus. Each event is serialised once (Even
 the same bytes are put in the outbox of every client that wants them; one task per client writes its outbox to its
 socket. The publisher never waits. An outbox is bounded (`queue_size` items): when a client does not read, its
 socket buffers fill, its task blocks, its outbox fills, and the next frame for it cuts it (error LAGGED, close
-4008, its connection aborted `lag_grace_s` later if it still has not read). Nobody else notices.
+4008; the server lets go of the connection within `lag_grace_s` even if the client never reads again: the kernel
+then delivers or drops what is left). Nobody else notices.
 
 Which calls a client gets: every call's events while it has no subscription (from ?call_id= or subscribe); only its
 subscribed calls' events once it has one; every call again when its last subscription is dropped (IZI SIPREC's
