@@ -1,0 +1,595 @@
+"""The archive of recordings as the REST API reads it: `<recording.dir>/<YYYY-MM-DD>/<folder>/manifest.json`.
+
+Safety: request text never becomes a path except through `safe_name`, the recorder's own sanitising (one path
+component, never ".."), and every folder or file used is checked to resolve inside recording.dir. A manifest names
+its files; a name with a slash or a leading dot, or one that resolves elsewhere (a symlink), is never opened.
+
+Cost: a listing walks the day folders newest first and stops once the page is full; a day wholly skipped by
+`offset`, when no filter needs the manifests, costs one directory read. Manifests are summarised through a bounded
+LRU cache validated by (mtime_ns, size), so a listing re-reads only the manifests that changed. Looking a Call-ID
+up costs a couple of stat() calls per day folder. Everything here does blocking file I/O: the routes call it from a
+worker thread, and the cache is guarded by a lock.
+
+States: a folder's state is its manifest's ("recording", "completed", "interrupted"); a folder without a readable
+manifest is "recording" while a live session writes into it (its manifest comes with the first media sweep) and
+"incomplete" otherwise (e.g. a call refused after its folder was made; it may still hold metadata XML).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import shutil
+import stat
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from siprec.events.types import ParticipantInfo
+from siprec.recording.manifest import MANIFEST, MARKER_DIR, iso_time
+from siprec.srs.session import safe_name
+
+if TYPE_CHECKING:
+    from siprec.api.context import ApiContext
+
+__all__ = [
+    "ArchiveUsage",
+    "CombinedFile",
+    "ErasedFolder",
+    "LegFile",
+    "LiveSession",
+    "Recording",
+    "RecordingFilter",
+    "RecordingIndex",
+    "index_for",
+    "participant_key",
+]
+
+log = logging.getLogger("siprec.api.recordings")
+
+DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+LEG_SELECTOR = re.compile(r"^leg-(\d{1,6})$")
+COMBINED = "combined"
+INCOMPLETE = "incomplete"
+RECORDING = "recording"
+DEFAULT_CACHE_SIZE = 4096
+MAX_SAME_DAY_REUSE = 1000  # session_folder's own bound on "-2", "-3"... folders of one Call-ID per day
+AUDIO_TYPES = {".wav": "audio/wav", ".flac": "audio/flac"}
+_PHONE_SEPARATORS = re.compile(r"[\s().\-]")
+_PHONE = re.compile(r"^\+?\d{3,}$")
+
+
+# --- what a folder holds --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LegFile:
+    index: int
+    label: str | None
+    file: str
+    codec: str | None
+    duration_s: float | None
+
+
+@dataclass(frozen=True)
+class CombinedFile:
+    file: str
+    channels: int | None
+    sample_rate: int | None
+    duration_s: float | None
+
+
+@dataclass(frozen=True)
+class LiveSession:
+    """A session still recording (from the session directory), by the folder it writes into."""
+
+    call_id: str
+    session_id: str
+    started_at: float
+    participants: tuple[ParticipantInfo, ...] = ()
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One recording folder, summarised from its manifest (or from its live session while it has none)."""
+
+    folder: Path  # absolute, inside the index root
+    day: str  # YYYY-MM-DD (UTC), the date folder
+    call_id: str | None
+    session_id: str | None
+    state: str
+    started_at: str | None
+    started_at_unix: float | None
+    ended_at: str | None
+    duration_s: float | None
+    format: str | None
+    participants: tuple[ParticipantInfo, ...]
+    legs: tuple[LegFile, ...]
+    combined: CombinedFile | None
+    has_manifest: bool
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    @property
+    def relative(self) -> str:
+        return f"{self.day}/{self.folder.name}"
+
+    @property
+    def sort_key(self) -> tuple[float, str]:
+        return (self.started_at_unix or 0.0, self.folder.name)
+
+    def audio(self, selector: str) -> LegFile | CombinedFile | None:
+        """The file behind `leg-<n>` (the first leg of m-line n) or `combined`; None when there is none."""
+        if selector == COMBINED:
+            return self.combined
+        match = LEG_SELECTOR.match(selector)
+        if match is None:
+            return None
+        index = int(match.group(1))
+        return next((leg for leg in self.legs if leg.index == index), None)
+
+
+@dataclass(frozen=True)
+class RecordingFilter:
+    """Which recordings a listing shows. `since`/`until` are inclusive and timezone-aware."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    participant: str | None = None  # case-insensitive substring of a participant's id, aor or name
+    state: str | None = None
+
+    def day_bounds(self) -> tuple[str | None, str | None]:
+        first = self.since.astimezone(UTC).strftime("%Y-%m-%d") if self.since else None
+        last = self.until.astimezone(UTC).strftime("%Y-%m-%d") if self.until else None
+        return first, last
+
+    def needs_manifests(self, day: str) -> bool:
+        """False when every folder of `day` is selected whatever its manifest says (so a day can be counted)."""
+        if self.participant is not None or self.state is not None:
+            return True
+        start = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC)
+        end = start + timedelta(days=1) - timedelta(microseconds=1)
+        return (self.since is not None and self.since > start) or (
+            self.until is not None and self.until < end
+        )
+
+    def selects(self, rec: Recording) -> bool:
+        if self.state is not None and rec.state != self.state:
+            return False
+        if rec.started_at_unix is not None:
+            if self.since is not None and rec.started_at_unix < self.since.timestamp():
+                return False
+            if self.until is not None and rec.started_at_unix > self.until.timestamp():
+                return False
+        if self.participant is not None:
+            needle = self.participant.casefold()
+            return any(
+                needle in value.casefold()
+                for p in rec.participants
+                for value in (p.id, p.aor, p.name)
+                if value
+            )
+        return True
+
+
+@dataclass(frozen=True)
+class ErasedFolder:
+    recording: Recording
+    files: tuple[str, ...]  # paths relative to the folder
+    bytes: int
+
+
+@dataclass(frozen=True)
+class ArchiveUsage:
+    recordings: int
+    bytes: int
+    days: int
+    oldest_started_at: float | None
+    newest_started_at: float | None
+    computed_at: float  # Unix time
+
+
+# --- matching a data subject ----------------------------------------------------------------------------------
+
+
+def participant_key(text: str) -> str | None:
+    """The identity an AOR or phone number denotes, for exact (GDPR) matching.
+
+    A phone number, bare or as the user part of a sip:/sips:/tel: URI, becomes `tel:<digits>` (separators and
+    "+" dropped, so "+1 (555) 010-9999" equals "sip:+15550109999@carrier.example"); anything else becomes
+    `user@host` in lower case without scheme, URI parameters or angle brackets. Empty text gives None."""
+    value = text.strip().strip("<>").strip()
+    lowered = value.casefold()
+    for scheme in ("sips:", "sip:", "tel:"):
+        if lowered.startswith(scheme):
+            value = value[len(scheme) :]
+            break
+    value = value.split(";", 1)[0].split("?", 1)[0].split(">", 1)[0].strip()
+    if not value:
+        return None
+    user, _, host = value.partition("@")
+    phone = _PHONE_SEPARATORS.sub("", user)
+    if _PHONE.match(phone):
+        return "tel:" + phone.lstrip("+")
+    return f"{user}@{host}".casefold() if host else user.casefold()
+
+
+def _is_plain_name(name: object) -> bool:
+    return (
+        isinstance(name, str)
+        and bool(name)
+        and "/" not in name
+        and "\\" not in name
+        and "\x00" not in name
+        and not name.startswith(".")
+    )
+
+
+# --- manifest summaries ---------------------------------------------------------------------------------------
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _integer(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _participants(items: Any) -> tuple[ParticipantInfo, ...]:
+    out = []
+    for p in items if isinstance(items, list) else []:
+        if isinstance(p, dict) and isinstance(p.get("id"), str):
+            out.append(ParticipantInfo(p["id"], _text(p.get("aor")), _text(p.get("name"))))
+    return tuple(out)
+
+
+def _summary(folder: Path, day: str, data: dict[str, Any]) -> Recording:
+    legs = []
+    for entry in data.get("legs") if isinstance(data.get("legs"), list) else []:
+        if (
+            isinstance(entry, dict)
+            and _integer(entry.get("index")) is not None
+            and _is_plain_name(entry.get("file"))
+        ):
+            legs.append(
+                LegFile(entry["index"], _text(entry.get("label")), entry["file"], _text(entry.get("codec")),
+                        _number(entry.get("duration_s")))
+            )  # fmt: skip
+    raw = data.get("combined")
+    combined = (
+        CombinedFile(raw["file"], _integer(raw.get("channels")), _integer(raw.get("sample_rate")),
+                     _number(raw.get("duration_s")))
+        if isinstance(raw, dict) and _is_plain_name(raw.get("file"))
+        else None
+    )  # fmt: skip
+    return Recording(
+        folder=folder,
+        day=day,
+        call_id=_text(data.get("call_id")),
+        session_id=_text(data.get("session_id")),
+        state=_text(data.get("state")) or INCOMPLETE,
+        started_at=_text(data.get("started_at")),
+        started_at_unix=_number(data.get("started_at_unix")),
+        ended_at=_text(data.get("ended_at")),
+        duration_s=_number(data.get("duration_s")),
+        format=_text(data.get("format")),
+        participants=_participants(data.get("participants")),
+        legs=tuple(legs),
+        combined=combined,
+        has_manifest=True,
+    )
+
+
+def _without_manifest(folder: Path, day: str, live: LiveSession | None) -> Recording:
+    return Recording(
+        folder=folder, day=day, call_id=live.call_id if live else None, session_id=live.session_id if live else None,
+        state=RECORDING if live else INCOMPLETE, started_at=iso_time(live.started_at) if live else None,
+        started_at_unix=live.started_at if live else None, ended_at=None, duration_s=None, format=None,
+        participants=live.participants if live else (), legs=(), combined=None, has_manifest=False,
+    )  # fmt: skip
+
+
+# --- the index ------------------------------------------------------------------------------------------------
+
+
+class RecordingIndex:
+    def __init__(self, root: Path, *, cache_size: int = DEFAULT_CACHE_SIZE) -> None:
+        self.root = Path(root).resolve()
+        self.cache_size = cache_size
+        self.manifest_reads = 0  # manifests parsed (cache misses), for tests and diagnostics
+        self._cache: OrderedDict[Path, tuple[int, int, Recording | None]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._usage: ArchiveUsage | None = None
+        self._usage_at = 0.0  # monotonic
+
+    # --- folders ---------------------------------------------------------------------------------------------
+    def days(self, *, newest_first: bool = True) -> list[str]:
+        names = [entry.name for entry in self._scan(self.root) if DAY.match(entry.name) and _is_dir(entry)]
+        return sorted(names, reverse=newest_first)
+
+    def folders(self, day: str) -> list[Path]:
+        if not DAY.match(day):
+            return []
+        base = self.root / day
+        return [base / e.name for e in self._scan(base) if not e.name.startswith(".") and _is_dir(e)]
+
+    @staticmethod
+    def _scan(path: Path) -> list[os.DirEntry[str]]:
+        try:
+            with os.scandir(path) as it:
+                return list(it)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    # --- summaries -------------------------------------------------------------------------------------------
+    def recording(self, folder: Path, live: Mapping[Path, LiveSession]) -> Recording:
+        day = folder.parent.name
+        manifest = folder / MANIFEST
+        try:
+            st = os.stat(manifest, follow_symlinks=False)
+        except OSError:
+            return _without_manifest(folder, day, live.get(folder))
+        key = (st.st_mtime_ns, st.st_size)
+        with self._lock:
+            cached = self._cache.get(folder)
+            if cached is not None and cached[:2] == key:
+                self._cache.move_to_end(folder)
+                summary = cached[2]
+                return summary if summary is not None else _without_manifest(folder, day, live.get(folder))
+        summary = self._read_summary(folder, day, manifest, st)
+        with self._lock:
+            self._cache[folder] = (*key, summary)
+            self._cache.move_to_end(folder)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return summary if summary is not None else _without_manifest(folder, day, live.get(folder))
+
+    def _read_summary(self, folder: Path, day: str, manifest: Path, st: os.stat_result) -> Recording | None:
+        self.manifest_reads += 1
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        try:
+            data = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            log.warning("unreadable manifest %s: %s", manifest, exc)
+            return None
+        if not isinstance(data, dict):
+            log.warning("unreadable manifest %s: not a JSON object", manifest)
+            return None
+        return _summary(folder, day, data)
+
+    def manifest(self, rec: Recording) -> dict[str, Any] | None:
+        """The whole manifest.json of a recording (read now, not cached), None when it has none."""
+        path = self._inside(rec.folder / MANIFEST)
+        if path is None:
+            return None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    # --- listing ---------------------------------------------------------------------------------------------
+    def page(
+        self, flt: RecordingFilter, offset: int, limit: int, live: Mapping[Path, LiveSession]
+    ) -> tuple[list[Recording], bool]:
+        """Up to `limit` recordings after skipping `offset`, newest first, and whether more follow."""
+        first, last = flt.day_bounds()
+        skipped = 0
+        found: list[Recording] = []
+        for day in self.days():
+            if (last is not None and day > last) or (first is not None and day < first):
+                continue
+            folders = self.folders(day)
+            if not flt.needs_manifests(day) and skipped + len(folders) <= offset:
+                skipped += len(folders)  # wholly before the page: counted, never read
+                continue
+            for rec in sorted(
+                (self.recording(f, live) for f in folders), key=lambda r: r.sort_key, reverse=True
+            ):
+                if not flt.selects(rec):
+                    continue
+                if skipped < offset:
+                    skipped += 1
+                    continue
+                found.append(rec)
+                if len(found) > limit:
+                    return found[:limit], True
+        return found, False
+
+    def all(self, live: Mapping[Path, LiveSession]) -> Iterator[Recording]:
+        """Every recording, newest day first (reads every manifest not in the cache: admin operations only)."""
+        for day in self.days():
+            yield from sorted((self.recording(f, live) for f in self.folders(day)), key=lambda r: r.sort_key,
+                              reverse=True)  # fmt: skip
+
+    def find(
+        self,
+        call_id: str,
+        live: Mapping[Path, LiveSession],
+        *,
+        session_id: str | None = None,
+        every: bool = False,
+    ) -> list[Recording]:
+        """Recordings of one Call-ID, newest first: the newest only unless `every` (or the one of `session_id`)."""
+        base = safe_name(call_id)
+        found: list[Recording] = []
+        for day in self.days():
+            day_found = [
+                rec
+                for rec in (self.recording(folder, live) for folder in self._candidates(day, base))
+                if rec.call_id == call_id and (session_id is None or rec.session_id == session_id)
+            ]
+            found += sorted(day_found, key=lambda r: r.sort_key, reverse=True)
+            if found and not every and session_id is None:
+                return found[:1]
+            if session_id is not None and found:
+                return found
+        return found
+
+    def _candidates(self, day: str, base: str) -> Iterator[Path]:
+        """`<day>/<base>`, `<day>/<base>-2`, ... as session_folder names them (one gap tolerated, e.g. an erased
+        first recording of a re-used Call-ID)."""
+        parent = self.root / day
+        misses = 0
+        for n in range(1, MAX_SAME_DAY_REUSE):
+            folder = parent / (base if n == 1 else f"{base}-{n}")
+            if folder.is_dir() and self._inside(folder) is not None:
+                misses = 0
+                yield folder
+            else:
+                misses += 1
+                if misses > 1:
+                    return
+
+    def select(
+        self, live: Mapping[Path, LiveSession], *, call_id: str | None, participant: str | None
+    ) -> list[Recording]:
+        """Every recording of `call_id` and/or with a participant whose AOR is `participant` (participant_key);
+        both given: recordings matching both."""
+        wanted = participant_key(participant) if participant is not None else None
+        if participant is not None and wanted is None:
+            return []
+        pool = self.find(call_id, live, every=True) if call_id is not None else list(self.all(live))
+        if wanted is None:
+            return pool
+        return [r for r in pool if any(p.aor and participant_key(p.aor) == wanted for p in r.participants)]
+
+    # --- files -----------------------------------------------------------------------------------------------
+    def _inside(self, path: Path) -> Path | None:
+        """`path` if it resolves inside the root (symlinks followed), else None."""
+        try:
+            resolved = path.resolve()
+        except (OSError, RuntimeError):
+            return None
+        return path if resolved.is_relative_to(self.root) and resolved != self.root else None
+
+    def audio_path(self, rec: Recording, name: str) -> Path | None:
+        """The file a manifest names, if it is a regular file directly inside the recording's folder."""
+        if not _is_plain_name(name):
+            return None
+        path = rec.folder / name
+        try:
+            if not stat.S_ISREG(os.lstat(path).st_mode):
+                return None
+        except OSError:
+            return None
+        return (
+            path if self._inside(path) is not None and path.resolve().parent == rec.folder.resolve() else None
+        )
+
+    def files(self, rec: Recording, *, hidden: bool = False) -> list[tuple[str, int]]:
+        """(path relative to the folder, size) of every regular file under it, symlinks not followed; dot files
+        (temporary files being written) only with `hidden`."""
+        if self._inside(rec.folder) is None:
+            return []
+        out: list[tuple[str, int]] = []
+        for dirpath, dirnames, filenames in os.walk(rec.folder, followlinks=False):
+            dirnames.sort()
+            if not hidden:
+                dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            for name in sorted(filenames):
+                if not hidden and name.startswith("."):
+                    continue
+                path = Path(dirpath) / name
+                with contextlib.suppress(OSError):
+                    st = os.lstat(path)
+                    if stat.S_ISREG(st.st_mode):
+                        out.append((path.relative_to(rec.folder).as_posix(), st.st_size))
+        return out
+
+    def marked_folders(self) -> set[Path]:
+        """Folders named by `.inprogress` markers: sessions recording or being finalised (FLAC transcoding)."""
+        out: set[Path] = set()
+        for entry in self._scan(self.root / MARKER_DIR):
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                relative = Path(entry.path).read_text(encoding="utf-8").strip()
+                if relative:
+                    out.add((self.root / relative).resolve())
+        return out
+
+    def erase(self, rec: Recording) -> ErasedFolder:
+        """Remove the recording's folder and everything in it (symlinks removed, never followed)."""
+        folder = self._inside(rec.folder)
+        if folder is None:
+            raise FileNotFoundError(rec.folder)
+        files = self.files(rec, hidden=True)
+        shutil.rmtree(folder)
+        with self._lock:
+            self._cache.pop(rec.folder, None)
+            self._usage = None
+        return ErasedFolder(rec, tuple(name for name, _ in files), sum(size for _, size in files))
+
+    # --- totals ----------------------------------------------------------------------------------------------
+    def usage(self, live: Mapping[Path, LiveSession], *, max_age_s: float = 30.0) -> ArchiveUsage:
+        """What the archive holds. A full walk (stat of every file), so the result is kept for `max_age_s`."""
+        with self._lock:
+            if self._usage is not None and time.monotonic() - self._usage_at < max_age_s:
+                return self._usage
+        days = self.days(newest_first=False)
+        count = total = 0
+        for day in days:
+            for folder in self.folders(day):
+                count += 1
+                for entry in _walk_files(folder):
+                    total += entry
+        usage = ArchiveUsage(
+            recordings=count, bytes=total, days=len(days),
+            oldest_started_at=self._edge(days, live, oldest=True),
+            newest_started_at=self._edge(days[::-1], live, oldest=False), computed_at=time.time(),
+        )  # fmt: skip
+        with self._lock:
+            self._usage, self._usage_at = usage, time.monotonic()
+        return usage
+
+    def _edge(self, days: list[str], live: Mapping[Path, LiveSession], *, oldest: bool) -> float | None:
+        for day in days:
+            times = [
+                t for f in self.folders(day) if (t := self.recording(f, live).started_at_unix) is not None
+            ]
+            if times:
+                return min(times) if oldest else max(times)
+        return None
+
+    def forget_usage(self) -> None:
+        with self._lock:
+            self._usage = None
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=False)
+    except OSError:
+        return False
+
+
+def _walk_files(folder: Path) -> Iterator[int]:
+    for dirpath, _, filenames in os.walk(folder, followlinks=False):
+        for name in filenames:
+            with contextlib.suppress(OSError):
+                st = os.lstat(os.path.join(dirpath, name))
+                if stat.S_ISREG(st.st_mode):
+                    yield st.st_size
+
+
+def index_for(ctx: ApiContext) -> RecordingIndex:
+    """The application's RecordingIndex over recording.dir (made on first use, kept in ctx.components)."""
+    index = ctx.components.get("recording_index")
+    if not isinstance(index, RecordingIndex):
+        index = ctx.components["recording_index"] = RecordingIndex(Path(ctx.config.recording.dir))
+    return index
