@@ -201,14 +201,15 @@ async def test_close_runs_jobs_of_ended_sessions(tmp_path: Path) -> None:
 
 
 async def test_close_with_jobs_timeout_abandons_the_rest(tmp_path: Path) -> None:
-    release = asyncio.Event()
+    entered, release = asyncio.Event(), asyncio.Event()
 
     class SlowFiles(ToneProvider):
         name = "slowfiles"
         instances: list[ToneProvider] = []
 
         async def transcribe_file(self, path: Path, *, language: str) -> list[Any]:
-            await release.wait()
+            entered.set()
+            await release.wait()  # never set: this job outlives the time limit
             return []
 
     before = asyncio.all_tasks()
@@ -221,8 +222,8 @@ async def test_close_with_jobs_timeout_abandons_the_rest(tmp_path: Path) -> None
         leg.close()
     h.service.session_ended(call_id="call-s1", session_id="s1", folder=tmp_path,
                             leg_files={0: h.write_leg(0, audio), 2: h.write_leg(2, audio)})  # fmt: skip
-    await asyncio.sleep(0.05)
-    assert h.service.stats()["running_jobs"] == 1
+    await asyncio.wait_for(entered.wait(), 30)
+    assert (h.service.stats()["running_jobs"], h.service.stats()["queued_legs"]) == (1, 1)
     await h.service.close(jobs_timeout_s=0.2)
     assert h.service.stats()["jobs_abandoned"] == 2
     assert (tmp_path / "transcript.json").exists()  # written with what there was
