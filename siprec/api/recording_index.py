@@ -317,6 +317,10 @@ class RecordingIndex:
         self._usage: ArchiveUsage | None = None
         self._usage_at = 0.0  # monotonic
 
+    @property
+    def cache_entries(self) -> int:
+        return len(self._cache)
+
     # --- folders ---------------------------------------------------------------------------------------------
     def days(self, *, newest_first: bool = True) -> list[str]:
         names = [entry.name for entry in self._scan(self.root) if DAY.match(entry.name) and _is_dir(entry)]
