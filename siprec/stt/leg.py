@@ -79,7 +79,13 @@ class _StreamFailed(Exception):
 
 class LegTranscriber:
     def __init__(
-        self, ctx: PipelineContext, who: LegIdentity, *, sample_rate: int, paused: Callable[[], bool]
+        self,
+        ctx: PipelineContext,
+        who: LegIdentity,
+        *,
+        sample_rate: int,
+        paused: Callable[[], bool],
+        recording_paused: Callable[[], bool] | None = None,
     ) -> None:
         if sample_rate <= 0:
             raise ValueError(f"sample_rate must be positive (got {sample_rate})")
@@ -87,7 +93,9 @@ class LegTranscriber:
         self.who = who
         self.sample_rate = sample_rate
         self._paused = paused
-        self.clock = LegClock(drop_paused=ctx.drop_paused)
+        # in drop mode, what the recording cuts out of the leg file (the post-call time map needs it)
+        self._cut = (recording_paused or paused) if ctx.drop_paused else None
+        self.clock = LegClock()
         self.mode = OFF
         self.provider: str | None = None  # the provider of the live stream (or of the last one)
         self.finals: list[Segment] = []
@@ -121,7 +129,8 @@ class LegTranscriber:
             return
         paused = bool(self._paused())
         duration = len(pcm) / self.sample_rate
-        self.clock.note(timestamp, duration, paused=paused)
+        cut = self._cut is not None and bool(self._cut())
+        self.clock.note(timestamp, duration, paused=paused, in_file=not cut)
         if paused or self.mode != LIVE or self._switching:
             return
         # a copy: the caller may reuse its buffer

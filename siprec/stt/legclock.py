@@ -1,9 +1,9 @@
 """Where a leg's audio sits in time: session seconds <-> seconds into its recording file, and what was paused.
 
 Built from the blocks the recording path feeds (every block of the leg's timeline, paused or not): sample 0 of a
-leg file is the leg's first block. While transcription is paused nothing is transcribed; with
-`recording.pause_mode: drop` the paused stretches are also missing from the file (the pipeline assumes the
-transcription pause is the recording pause, as it is today), so file time stops while session time runs on.
+leg file is the leg's first block. Two things are noted per block: whether transcription was paused (those
+stretches are never transcribed, live or after the call) and whether the block is missing from the file (with
+`recording.pause_mode: drop` a recording pause cuts it out, so file time stops while session time runs on).
 Post-call jobs use this to cut the untranscribed stretches out of the file and to put results back on the
 session clock.
 """
@@ -20,8 +20,8 @@ _TOLERANCE_S = 0.002
 
 
 class LegClock:
-    def __init__(self, *, drop_paused: bool) -> None:
-        self.drop_paused = drop_paused
+    def __init__(self, *, drop_paused: bool = False) -> None:
+        self.drop_paused = drop_paused  # note() without in_file: a paused block is cut out of the file
         self.start: float | None = None  # session time of the leg's first sample (file offset 0)
         self.end: float | None = None  # session time just after the last block
         self._anchors_session: list[float] = []  # file time runs with session time from each anchor ...
@@ -30,8 +30,13 @@ class LegClock:
         self._resume_anchor = False
         self.paused: list[Span] = []
 
-    def note(self, timestamp: float, duration: float, *, paused: bool) -> None:
-        """One block of the leg's timeline: `duration` seconds from `timestamp`."""
+    def note(
+        self, timestamp: float, duration: float, *, paused: bool = False, in_file: bool | None = None
+    ) -> None:
+        """One block of the leg's timeline: `duration` seconds from `timestamp`; `paused`: transcription was
+        paused; `in_file`: the recording wrote it (False: a pause cut it out of the file)."""
+        if in_file is None:
+            in_file = not (paused and self.drop_paused)
         if self.start is None:
             self.start = timestamp
             self._add_anchor(timestamp, 0.0)
@@ -41,7 +46,7 @@ class LegClock:
                 self.paused[-1] = (self.paused[-1][0], max(self.paused[-1][1], end))
             else:
                 self.paused.append((timestamp, end))
-        if paused and self.drop_paused:
+        if not in_file:
             self._resume_anchor = True  # cut out of the file: file time stands still
         else:
             if self._resume_anchor:

@@ -141,15 +141,20 @@ class SttService:
         participant_id: str | None,
         sample_rate: int,
         paused: Callable[[], bool],
+        recording_paused: Callable[[], bool] | None = None,
     ) -> LegTranscriber:
-        """A transcriber for one leg; feed it every block of the leg from its first sample on."""
+        """A transcriber for one leg; feed it every block of the leg from its first sample on. `paused`: live
+        transcription is paused (nothing is fed, and post-call jobs skip the stretch); `recording_paused`: the
+        recording is paused (with pause_mode drop the stretch is missing from the leg file; default: `paused`)."""
         if self._state != "running" or self._ctx is None or self._pool is None or self.plan is None:
             raise RuntimeError(f"SttService.open_leg() called when {self._state}")
         session = self._sessions.get(session_id)
         if session is None:
             session = self._sessions[session_id] = _Session(call_id, session_id)
         who = LegIdentity(call_id, session_id, leg_index, stream_label, speaker_label, participant_id)
-        leg = LegTranscriber(self._ctx, who, sample_rate=sample_rate, paused=paused)
+        leg = LegTranscriber(
+            self._ctx, who, sample_rate=sample_rate, paused=paused, recording_paused=recording_paused
+        )
         session.legs.append(leg)
         self.counters.legs_opened += 1
         active = self._pool.active

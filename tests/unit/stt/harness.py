@@ -65,6 +65,7 @@ class Harness:
         call: str | None = None,
         rate: int = RATE,
         paused: Callable[[], bool] = lambda: False,
+        recording_paused: Callable[[], bool] | None = None,
         speaker: str | None = None,
     ) -> LegTranscriber:
         t = self.service.open_leg(
@@ -76,6 +77,7 @@ class Harness:
             participant_id=f"p-{leg}",
             sample_rate=rate,
             paused=paused,
+            recording_paused=recording_paused,
         )
         self.legs.append(t)
         return t

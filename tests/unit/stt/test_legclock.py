@@ -8,17 +8,23 @@ from siprec.stt.legclock import LegClock, subtract
 
 
 def feed(
-    clock: LegClock, start: float, seconds: float, *, paused: bool = False, block: float = 0.02
+    clock: LegClock,
+    start: float,
+    seconds: float,
+    *,
+    paused: bool = False,
+    cut: bool = False,
+    block: float = 0.02,
 ) -> float:
     t = start
     for _ in range(round(seconds / block)):
-        clock.note(t, block, paused=paused)
+        clock.note(t, block, paused=paused, in_file=not cut)
         t += block
     return t
 
 
 def test_silence_mode_is_linear_from_the_first_block() -> None:
-    clock = LegClock(drop_paused=False)
+    clock = LegClock()
     t = feed(clock, 2.0, 1.0)
     t = feed(clock, t, 0.5, paused=True)
     feed(clock, t, 1.0)
@@ -30,9 +36,9 @@ def test_silence_mode_is_linear_from_the_first_block() -> None:
 
 
 def test_drop_mode_cuts_paused_stretches_out_of_file_time() -> None:
-    clock = LegClock(drop_paused=True)
+    clock = LegClock()
     t = feed(clock, 1.0, 1.0)  # file 0..1
-    t = feed(clock, t, 2.0, paused=True)  # session 2..4 not in the file
+    t = feed(clock, t, 2.0, paused=True, cut=True)  # session 2..4 not in the file
     feed(clock, t, 1.0)  # file 1..2
     assert clock.file_duration == pytest.approx(2.0)
     assert clock.file_time(1.5) == pytest.approx(0.5)
@@ -43,8 +49,8 @@ def test_drop_mode_cuts_paused_stretches_out_of_file_time() -> None:
 
 
 def test_drop_mode_paused_at_the_start() -> None:
-    clock = LegClock(drop_paused=True)
-    t = feed(clock, 0.5, 1.0, paused=True)
+    clock = LegClock()
+    t = feed(clock, 0.5, 1.0, cut=True)
     feed(clock, t, 1.0)
     assert clock.start == 0.5 and clock.file_duration == pytest.approx(1.0)
     assert clock.session_time(0.0) == pytest.approx(1.5)
@@ -53,11 +59,30 @@ def test_drop_mode_paused_at_the_start() -> None:
 
 def test_gap_in_timestamps_is_filled_in_the_file() -> None:
     # the recording fills silence-suppression gaps with zeros, so the file keeps session time
-    clock = LegClock(drop_paused=True)
+    clock = LegClock()
     feed(clock, 0.0, 1.0)
     feed(clock, 3.0, 1.0)
     assert clock.file_duration == pytest.approx(4.0)
     assert clock.file_time(3.5) == pytest.approx(3.5)
+
+
+def test_recording_and_transcription_pauses_are_apart() -> None:
+    clock = LegClock()
+    t = feed(clock, 0.0, 1.0)
+    t = feed(clock, t, 1.0, cut=True)  # recording paused (cut), transcription not
+    t = feed(clock, t, 1.0, paused=True)  # transcription paused, the recording kept it
+    feed(clock, t, 1.0)
+    assert clock.paused == [(pytest.approx(2.0), pytest.approx(3.0))]
+    assert clock.file_duration == pytest.approx(3.0)
+    assert clock.session_time(1.5) == pytest.approx(2.5)
+
+
+def test_drop_paused_default_for_in_file() -> None:
+    clock = LegClock(drop_paused=True)  # note() without in_file: paused blocks are the cut ones
+    clock.note(0.0, 1.0)
+    clock.note(1.0, 1.0, paused=True)
+    clock.note(2.0, 1.0)
+    assert clock.file_duration == pytest.approx(2.0) and clock.session_time(1.5) == pytest.approx(2.5)
 
 
 def test_subtract() -> None:

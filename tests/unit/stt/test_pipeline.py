@@ -280,12 +280,18 @@ async def test_nothing_is_fed_while_paused(harness: Factory) -> None:
     assert h.finals()[1].start == approx(2.3)  # times stay on the session clock after the pause
 
 
-@pytest.mark.parametrize("pause_mode", ["silence", "drop"])
-async def test_post_call_leaves_out_pauses_and_maps_times(harness: Factory, pause_mode: str) -> None:
+@pytest.mark.parametrize(
+    ("pause_mode", "recording_too"),
+    [("silence", True), ("drop", True), ("silence", False), ("drop", False)],
+)
+async def test_post_call_leaves_out_pauses_and_maps_times(
+    harness: Factory, pause_mode: str, recording_too: bool
+) -> None:
     h = await harness({"provider": "tone", "max_concurrent": 1}, recording={"pause_mode": pause_mode})
     h.open(5).close()  # takes the only live slot
     paused = False
-    leg = h.open(0, paused=lambda: paused)
+    recording_paused = (lambda: paused) if recording_too else (lambda: False)
+    leg = h.open(0, paused=lambda: paused, recording_paused=recording_paused)
 
     def flip(t: float) -> None:
         nonlocal paused
@@ -294,9 +300,12 @@ async def test_post_call_leaves_out_pauses_and_maps_times(harness: Factory, paus
     audio = script(*THREE_TONES)
     await play([(leg, audio, 4.0)], on_block=flip)
     leg.close()
-    if pause_mode == "drop":  # the recording cut the paused stretch out of the file
+    if pause_mode == "drop" and recording_too:  # the recording cut the paused stretch out of the file
         recorded = np.concatenate([audio[: int(1.1 * RATE)], audio[int(1.9 * RATE) :]])
-    else:  # a transcription pause: the file still holds the audio, the job must leave it out
+    elif recording_too:  # the recording wrote zeros
+        recorded = audio.copy()
+        recorded[int(1.1 * RATE) : int(1.9 * RATE)] = 0
+    else:  # only transcription paused: the file holds the audio, the job must leave it out
         recorded = audio
     path = await h.end("s1", {0: h.write_leg(0, recorded)})
     segs = [(s["text"], s["start"], s["end"]) for s in json.loads(path.read_text())["segments"]]
