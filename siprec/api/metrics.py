@@ -32,7 +32,7 @@ routes = RouteTable("metrics", "Prometheus and JSON metrics")
 
 @routes.get(
     "/metrics",
-    summary="Prometheus metrics (text exposition format 0.0.4)",
+    summary="Prometheus metrics (text exposition format)",
     responses={200: Reply("Prometheus text format", "text/plain", {"type": "string"})},
 )
 async def prometheus_metrics(request: web.Request) -> web.StreamResponse:

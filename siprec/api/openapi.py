@@ -20,8 +20,11 @@ from siprec.api.routing import ROUTES, Access, Reply, Route, RouteTable, api_con
 
 routes = RouteTable("meta", "The API description")
 
-# One document per application, built on first use (the routes and the config do not change while it runs).
-_DOCUMENTS: weakref.WeakKeyDictionary[web.Application, dict[str, Any]] = weakref.WeakKeyDictionary()
+# One document per application, built on first use; built again when a config reload changed what the routes
+# ask for (the security requirements), since the routes themselves never change while the app runs.
+_DOCUMENTS: weakref.WeakKeyDictionary[web.Application, tuple[tuple[Any, ...], dict[str, Any]]] = (
+    weakref.WeakKeyDictionary()
+)
 _REF = "#/components/schemas/{model}"
 _ENVELOPE = {"$ref": _REF.format(model="ErrorEnvelope")}
 _AUTO_ERRORS = {
@@ -40,11 +43,12 @@ _AUTO_ERRORS = {
 )
 async def openapi_document(request: web.Request) -> web.StreamResponse:
     app = request.app
-    document = _DOCUMENTS.get(app)
-    if document is None:
-        ctx = api_context(request)
-        document = _DOCUMENTS[app] = build_document(app[ROUTES], ctx.auth, ctx.version)
-    return web.json_response(document)
+    ctx = api_context(request)
+    key = tuple(tuple(ctx.auth.schemes(access)) for access in Access)
+    cached = _DOCUMENTS.get(app)
+    if cached is None or cached[0] != key:
+        cached = _DOCUMENTS[app] = (key, build_document(app[ROUTES], ctx.auth, ctx.version))
+    return web.json_response(cached[1])
 
 
 def build_document(all_routes: Iterable[Route], auth: Authenticator, version: str) -> dict[str, Any]:
@@ -119,7 +123,7 @@ def _operation(route: Route, auth: Authenticator, schemas: dict[str, Any]) -> di
         properties = schemas[route.query.__name__].get("properties", {})
         for name, info in route.query.model_fields.items():
             key = info.alias or name
-            schema = dict(properties.get(key, {}))
+            schema = _not_null(dict(properties.get(key, {})))
             param: dict[str, Any] = {
                 "name": key,
                 "in": "query",
@@ -155,6 +159,16 @@ def _operation(route: Route, auth: Authenticator, schemas: dict[str, Any]) -> di
     op["responses"] = responses
     op["security"] = [{name: []} for name in schemes]
     return op
+
+
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter is text or absent, never JSON null: drop pydantic's null branch of an optional one."""
+    branches = schema.get("anyOf")
+    if not branches:
+        return schema
+    kept = [b for b in branches if b != {"type": "null"}]
+    rest = {k: v for k, v in schema.items() if k != "anyOf" and not (k == "default" and v is None)}
+    return {**kept[0], **rest} if len(kept) == 1 else {**rest, "anyOf": kept}
 
 
 def _response(reply: type[BaseModel] | Reply) -> dict[str, Any]:

@@ -35,14 +35,16 @@ import json
 import logging
 import pkgutil
 from collections.abc import Iterable
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+import siprec
 import siprec.api
 from siprec.api.context import ApiContext
-from siprec.api.errors import ApiError, Handler, error_middleware
+from siprec.api.errors import ApiError, Handler, code_for_status, error_middleware, error_response
 from siprec.api.healthchecks import disabled
 from siprec.api.metrics import websocket_source
 from siprec.api.routing import BODY, CONTEXT, QUERY, ROUTES, Route, RouteTable
@@ -121,7 +123,7 @@ async def _read_body(request: web.Request, model: type[BaseModel], required: boo
     if not raw.strip():
         if required:
             raise ApiError(400, "BODY_REQUIRED", "a JSON request body is required")
-        return _validate(model, {}, "body")
+        return _validate(model, {}, "body", strict=True)
     ctype = request.content_type
     if ctype not in ("application/json", "application/octet-stream", "text/plain") and not ctype.endswith(
         "+json"
@@ -133,12 +135,14 @@ async def _read_body(request: web.Request, model: type[BaseModel], required: boo
         raise ApiError(
             400, "INVALID_JSON", "the request body is not valid JSON", {"reason": str(exc)}
         ) from None
-    return _validate(model, data, "body")
+    return _validate(model, data, "body", strict=True)
 
 
-def _validate(model: type[BaseModel], data: Any, where: str) -> BaseModel:
+def _validate(model: type[BaseModel], data: Any, where: str, *, strict: bool = False) -> BaseModel:
+    """Bodies are JSON and validated strictly (0 is not false, "1" is not 1); query strings are text, so
+    their values are converted."""
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, strict=strict)
     except ValidationError as exc:
         errors = [
             {"location": [where, *map(str, e["loc"])], "message": e["msg"], "type": e["type"]}
@@ -198,7 +202,11 @@ class ApiServer:
     """Serves build_app(ctx) on host:port (port 0 = a free port, read back from `port`)."""
 
     def __init__(
-        self, ctx: ApiContext, *, tables: Iterable[RouteTable] | None = None, client_max_size: int = MAX_BODY_BYTES
+        self,
+        ctx: ApiContext,
+        *,
+        tables: Iterable[RouteTable] | None = None,
+        client_max_size: int = MAX_BODY_BYTES,
     ) -> None:
         self.ctx = ctx
         self.tables = tables
@@ -212,6 +220,8 @@ class ApiServer:
         self.app = build_app(self.ctx, tables=self.tables, client_max_size=self.client_max_size)
         runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
         await runner.setup()
+        if type(runner.server) is web.Server:
+            runner.server.__class__ = _EnvelopeServer  # protocol errors answered with the envelope too
         try:
             site = web.TCPSite(runner, host, port, reuse_address=True)
             await site.start()
@@ -239,6 +249,38 @@ class ApiServer:
             await hub.close()  # WebSocket clients told first, or cleanup waits for them
         await self._runner.cleanup()
         self._runner = None
+
+
+class _EnvelopeRequestHandler(web.RequestHandler):
+    """Answers what aiohttp's HTTP parser refuses (bad header bytes, a request line over 8 KiB...) with the error
+    envelope and the Server header, logged once without a trace; such a request never reaches the middlewares."""
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if status >= 500:
+            log.error("HTTP request from %s failed", request.remote, exc_info=exc)
+            text = "internal error"
+        else:
+            text = (getattr(exc, "message", None) or message or HTTPStatus(status).phrase).splitlines()[0][
+                :200
+            ]
+            log.info("bad HTTP request from %s: %d %s", request.remote, status, text)
+        if request.writer.output_size > 0:
+            raise ConnectionError("response already started: the connection is dropped")
+        response = error_response(status, code_for_status(status), text)
+        response.headers["Server"] = f"siprec/{siprec.__version__}"
+        response.force_close()
+        return response
+
+
+class _EnvelopeServer(web.Server):
+    def __call__(self) -> web.RequestHandler:
+        return _EnvelopeRequestHandler(self, loop=self._loop, **self._kwargs)
 
 
 def _bound_port(addresses: list[Any]) -> int | None:

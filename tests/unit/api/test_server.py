@@ -199,3 +199,28 @@ def test_two_models_with_one_name_are_refused() -> None:
 def test_the_package_route_modules_are_discovered() -> None:
     tags = {t.tag for t in discover_route_tables()}
     assert {"health", "metrics", "sessions", "meta"} <= tags
+
+
+async def test_what_the_http_parser_refuses_gets_the_envelope_too(
+    client: tuple[str, aiohttp.ClientSession], caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+
+    base, _ = client
+    port = int(base.rsplit(":", 1)[1])
+    for raw in (
+        b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nX-Bad: \x00\r\n\r\n",
+    ):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        with caplog.at_level(logging.INFO, "siprec.api"):
+            writer.write(raw)
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.split(b" ", 2)[1] == b"400", head
+        assert b"Content-Type: application/json" in head and f"Server: siprec/{__version__}".encode() in head
+        assert b'"code": "BAD_REQUEST"' in body
+    refused = [r for r in caplog.records if r.getMessage().startswith("bad HTTP request")]
+    assert len(refused) == 2 and all(r.exc_info is None for r in refused)
