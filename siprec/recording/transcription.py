@@ -47,6 +47,7 @@ class Transcription(Protocol):
         participant_id: str | None,
         sample_rate: int,
         paused: Callable[[], bool],
+        recording_paused: Callable[[], bool] | None = None,
     ) -> LegTranscription: ...
 
     def session_ended(
@@ -82,6 +83,8 @@ class TranscriptionTap:
             participant_id=self._speaker.id if self._speaker else None,
             sample_rate=sample_rate,
             paused=lambda: session.transcription_paused,
+            # With recording.pause_mode drop the leg file loses paused spans: post-call times must skip them too.
+            recording_paused=lambda: session.recording_paused,
         )
 
     def feed(self, position: int, pcm: np.ndarray) -> None:
