@@ -39,6 +39,7 @@ log = logging.getLogger("siprec.events.amqp")
 
 TAKE_BATCH = 50  # rows published per step of the pump (pika: ~50-100 us each), then the loop gets a turn
 APP_ID = "siprec"
+STABLE_CONNECTION_S = 5.0  # a connection that lived this long resets the reconnect backoff
 
 
 def publish_filter(config: AmqpConfig) -> Callable[[str], bool]:
@@ -219,7 +220,17 @@ class AmqpPublisher:
     # ------------------------------------------------------------------ connection loop
 
     async def _run(self) -> None:
-        failures = 0
+        try:
+            await self._connection_loop()
+        finally:
+            # Cancelled (stop) possibly mid-connect: never leave a socket or a half-open connection behind.
+            self.connected = False
+            self._requeue_unconfirmed()
+            await self._close_connection()
+
+    async def _connection_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        failures = 0  # consecutive failed or short-lived connections
         while not self._stopping:
             try:
                 await self._connect()
@@ -233,20 +244,15 @@ class AmqpPublisher:
                 if failures == 1:
                     log.warning("amqp: cannot connect (%s); retrying with backoff", self.last_error)
                 else:
-                    log.info(
-                        "amqp: connect attempt %d failed (%s); next in %.1f s",
-                        failures,
-                        self.last_error,
-                        delay,
-                    )
+                    log.info("amqp: attempt %d failed (%s); next in %.1f s", failures, self.last_error, delay)
                 await asyncio.sleep(delay)
                 continue
             if self._ever_connected:
                 self.reconnects += 1
             self._ever_connected = True
-            failures = 0
             self.connected = True
             self.last_error = None
+            opened_at = loop.time()
             log.info(
                 "amqp connected; %d unconfirmed to send again, %d in the outbox",
                 len(self._resend),
@@ -263,24 +269,34 @@ class AmqpPublisher:
                 self.connected = False
                 self._requeue_unconfirmed()
                 await self._close_connection()
-            if not self._stopping:
-                log.warning("amqp connection lost (%s); reconnecting", self.last_error)
+            if self._stopping:
+                return
+            log.warning("amqp connection lost (%s); reconnecting", self.last_error)
+            # A connection that dies right after opening (a broker restarting, a policy closing us) must not turn
+            # into a reconnect storm: back off as after a failed connect.
+            failures = failures + 1 if loop.time() - opened_at < STABLE_CONNECTION_S else 0
+            if failures:
+                await asyncio.sleep(self._backoff.delay(failures))
 
     async def _connect(self) -> None:
         loop = asyncio.get_running_loop()
         self._lost = asyncio.Event()
         self._blocked = False
         opened: asyncio.Future[None] = loop.create_future()
+        opened.add_done_callback(
+            lambda f: f.cancelled() or f.exception()
+        )  # an abandoned failure is not "unretrieved"
 
         def on_open(_conn: Any) -> None:
             if not opened.done():
                 opened.set_result(None)
 
+        lost = self._lost
+
         def on_open_error(_conn: Any, exc: BaseException) -> None:
             if not opened.done():
                 opened.set_exception(_Lost(_describe(exc)))
-
-        lost = self._lost
+            lost.set()  # the connection is over: _close_connection() need not wait for it
 
         def on_closed(_conn: Any, exc: BaseException) -> None:
             # Bound to this connection's own event: a late close of an older connection changes nothing.

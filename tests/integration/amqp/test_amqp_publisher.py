@@ -214,6 +214,41 @@ async def test_unusable_exchange_is_reported_not_fatal(broker: None, tmp_path) -
         await asyncio.to_thread(topo.delete)
 
 
+async def test_stop_during_a_hanging_handshake_is_prompt(tmp_path) -> None:
+    """A peer that accepts TCP and never speaks AMQP: the publisher keeps events in the outbox, reports degraded,
+    and stop() returns at once without leaving the socket open."""
+    accepted: list[asyncio.StreamWriter] = []
+    closed_by_us = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+        while await reader.read(4096):  # the AMQP header arrives and is never answered
+            pass
+        closed_by_us.set()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    store = await Store.open(f"sqlite:///{tmp_path}/siprec.db")
+    publisher = AmqpPublisher(AmqpConfig(url=f"amqp://guest:guest@127.0.0.1:{port}/"), store)
+    await publisher.start()
+    try:
+        publisher.publish(numbered(0))
+        await wait_for(lambda: accepted, 10, "the TCP connection")
+        await publisher.outbox.flush(10)
+        assert publisher.health()["status"] == "degraded" and publisher.outbox.depth() == 1
+        started = time.monotonic()
+        await publisher.stop(timeout=1.0)
+        assert time.monotonic() - started < 5
+        await asyncio.wait_for(closed_by_us.wait(), 5)  # the peer read EOF: our socket is closed
+    finally:
+        server.close()
+        for w in accepted:
+            w.close()
+        await server.wait_closed()
+        await store.close()
+    assert publisher.outbox.depth() == 1  # kept for the next start
+
+
 async def test_broker_stop_and_start_in_the_middle_of_200_events(topology: Topology, db: Database) -> None:
     require(rabbitmqctl_available(), "rabbitmqctl (to stop and start the broker)")
     store = await db.open()
