@@ -41,7 +41,7 @@ def speech(track: str, seconds: float) -> np.ndarray:
     require(path.exists(), f"speech fixture {path}")
     samples, rate = read_wav(path)
     assert rate == 8000
-    return np.asarray(samples[: int(seconds * rate)], dtype=np.int16)
+    return np.resize(np.asarray(samples, dtype=np.int16), int(seconds * rate))  # repeated past its 50 s
 
 
 def _metadata(people: tuple[tuple[str, str], ...]) -> str:
@@ -81,7 +81,8 @@ def write_recording(
             "duration_s": seconds, "started_at": iso_time(started), "combined_offset": 0,
         })  # fmt: skip
     combined = WavWriter(folder / "combined.wav", 8000, channels=len(people))
-    combined.write(np.stack([tracks[i % 2] for i in range(len(people))], axis=1))
+    channels = np.stack([tracks[i % 2] for i in range(len(people))], axis=1)
+    combined.write(channels if len(people) > 1 else channels[:, 0])
     combined.close()
     (folder / "metadata-1.xml").write_text(_metadata(people), encoding="utf-8")
     entries = [
