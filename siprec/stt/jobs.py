@@ -9,6 +9,10 @@ to the end of the next provider's queue (stt.fallback order); with none left it 
 
 The stretches to transcribe are session times; `LegClock` maps them to the leg file, they are cut out at the
 provider's input rate (soxr) into temporary WAV files, and the results are put back on the session clock.
+
+For the API (/api/stt): every job has an `id` and is kept, with its results, among the last `history` jobs
+(`job()`, `jobs()`); `file_job()` makes a job for any mono WAV/FLAC file (a recording's leg, an upload), whose
+results are on the file's own clock; `cancel_queued()` drops the jobs not started yet (state "cancelled").
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ import asyncio
 import contextlib
 import logging
 import tempfile
+import time
+import uuid
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,14 +39,16 @@ from siprec.stt.providers import ProviderPool
 from siprec.stt.stats import Counters
 from siprec.stt.transcript import shift
 
-__all__ = ["Job", "PostCallQueue", "cut_wav"]
+__all__ = ["Job", "PostCallQueue", "cut_wav", "file_job"]
 
 log = logging.getLogger("siprec.stt")
 
 MIN_SPAN_S = 0.1  # shorter stretches hold no word
 READ_BLOCK = 65536
+HISTORY = 1000  # finished jobs kept for the API (queued and running ones are always kept)
 
-QUEUED, RUNNING, DONE, FAILED, ABANDONED = "queued", "running", "done", "failed", "abandoned"
+QUEUED, RUNNING, DONE, FAILED, ABANDONED, CANCELLED = "queued", "running", "done", "failed", "abandoned", "cancelled"
+STATES = (QUEUED, RUNNING, DONE, FAILED, ABANDONED, CANCELLED)
 
 
 @dataclass(eq=False)
@@ -59,6 +68,16 @@ class Job:
     state: str = QUEUED
     tried: list[str] = field(default_factory=list)
     finished: asyncio.Event = field(default_factory=asyncio.Event)
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    queued_at: float = field(default_factory=time.time)  # Unix times
+    started_at: float | None = None
+    finished_at: float | None = None
+    progress: float = 0.0  # share of its stretches transcribed (of the last provider that ran it)
+    results: list[Transcript] = field(default_factory=list)  # the finals, once done
+    audio_s: float = 0.0  # audio given to transcribe_file, and the seconds it took (real-time factor)
+    busy_s: float = 0.0
+    error: str | None = None  # why it failed or was abandoned
+    discard_path: bool = False  # delete `path` when the job is over (an upload)
 
     @property
     def pending(self) -> bool:
@@ -81,11 +100,16 @@ class PostCallQueue:
         self._wake: dict[str, asyncio.Event] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._closing = False
+        self._known: OrderedDict[str, Job] = OrderedDict()  # by id, first queued first
+        self.history = HISTORY
 
     # ---------------------------------------------------------------- queue
 
     def add(self, job: Job) -> int:
         """Queue a job on its provider; its position among the jobs not started there, from 1."""
+        if job.id not in self._known:
+            self._known[job.id] = job
+            self._forget_old()
         if self._closing:
             self._finish(job, ABANDONED)
             return 0
@@ -104,6 +128,41 @@ class PostCallQueue:
             self._finish(job, ABANDONED)
             return
         self._wake_worker(job.provider)
+
+    def job(self, job_id: str) -> Job | None:
+        return self._known.get(job_id)
+
+    def jobs(self) -> list[Job]:
+        """Every job kept, first queued first."""
+        return list(self._known.values())
+
+    def by_state(self) -> dict[str, int]:
+        counts = Counter(job.state for job in self._known.values())
+        return {state: counts.get(state, 0) for state in STATES}
+
+    def position(self, job: Job) -> int | None:
+        """Place among the queued jobs of its provider, from 1 (None when not queued)."""
+        if job.state != QUEUED:
+            return None
+        queued = [j for j in self._queues.get(job.provider, []) if j.state == QUEUED]
+        return queued.index(job) + 1 if job in queued else None
+
+    def cancel_queued(self) -> list[Job]:
+        """Cancel every job not started yet (running ones finish); a leg's cancelled job leaves it untranscribed."""
+        cancelled: list[Job] = []
+        for queue in self._queues.values():
+            for job in [j for j in queue if j.state == QUEUED]:
+                queue.remove(job)
+                self._finish(job, CANCELLED, "cancelled through the API")
+                cancelled.append(job)
+        return cancelled
+
+    def _forget_old(self) -> None:
+        extra = len(self._known) - self.history
+        if extra <= 0:
+            return
+        for job_id in [i for i, j in self._known.items() if not j.pending][:extra]:
+            del self._known[job_id]
 
     def waiting(self) -> int:
         return sum(1 for q in self._queues.values() for j in q if j.state == QUEUED)
@@ -135,11 +194,14 @@ class PostCallQueue:
                 await wake.wait()
                 continue
             provider = await self._pool.acquire(name)
+            if job.state != QUEUED:  # cancelled while the provider started
+                continue
             if provider is None:
                 queue.remove(job)
                 self._move_on(job, name, "provider not running")
                 continue
             job.state = RUNNING
+            job.started_at = job.started_at or time.time()
             job.tried.append(name)
             if job.announce:
                 job.announce = False
@@ -167,7 +229,7 @@ class PostCallQueue:
                     exc,
                     extra={"call_id": job.call_id},
                 )
-                self._finish(job, FAILED)
+                self._finish(job, FAILED, str(exc))
                 continue
             except Exception as exc:
                 queue.remove(job)
@@ -183,6 +245,7 @@ class PostCallQueue:
                 self._move_on(job, name, f"{type(exc).__name__}: {exc}")
                 continue
             queue.remove(job)
+            job.results = results
             job.on_results(results, name)
             self._finish(job, DONE)
 
@@ -196,13 +259,17 @@ class PostCallQueue:
                 why,
                 extra={"call_id": job.call_id},
             )
-            self._finish(job, FAILED if nxt is None else ABANDONED)
+            self._finish(job, FAILED if nxt is None else ABANDONED, f"{failed}: {why}")
             return
         job.provider = nxt
         self.add(job)
 
-    def _finish(self, job: Job, state: str) -> None:
-        job.state = state
+    def _finish(self, job: Job, state: str, error: str | None = None) -> None:
+        job.state, job.finished_at = state, time.time()
+        if state != DONE:
+            job.error = error or job.error
+        if job.discard_path and job.path is not None:
+            job.path.unlink(missing_ok=True)
         if state == DONE:
             self._counters.jobs_done += 1
         elif state == FAILED:
@@ -221,6 +288,7 @@ class PostCallQueue:
             raise _FileProblem(f"cannot read {job.path}: {exc}") from None
         rate = type(provider).capabilities.input_rate(file_rate)
         out: list[Transcript] = []
+        job.progress = 0.0
         with tempfile.TemporaryDirectory(prefix="siprec-stt-") as tmp:
             for i, (start, end) in enumerate(spans):
                 file_start, file_end = job.clock.file_time(start), job.clock.file_time(end)
@@ -233,12 +301,17 @@ class PostCallQueue:
                     raise _FileProblem(f"cannot cut {job.path}: {exc}") from None
                 if seconds < MIN_SPAN_S:  # the file is shorter than the leg's clock says
                     continue
+                began = time.monotonic()
                 results = await provider.transcribe_file(piece, language=self._language)
+                job.busy_s += time.monotonic() - began
+                job.audio_s += seconds
+                job.progress = (i + 1) / len(spans)
 
                 def to_session(t: float, offset: float = file_start) -> float:
                     return job.clock.session_time(offset + t)
 
                 out += [shift(r, to_session) for r in results if r.is_final and r.text.strip()]
+        job.progress = 1.0
         return out
 
     # ---------------------------------------------------------------- shutdown
@@ -264,6 +337,28 @@ class PostCallQueue:
                 if job.pending:
                     self._finish(job, ABANDONED)
             queue.clear()
+
+
+def file_job(
+    path: Path,
+    duration_s: float,
+    provider: str,
+    *,
+    call_id: str = "",
+    session_id: str = "",
+    leg: int = 0,
+    stream_label: str | None = None,
+    discard_path: bool = False,
+) -> Job:
+    """A ready job transcribing the whole mono file `path` (`duration_s` long); results on the file's clock, kept
+    in `job.results`. No stt_started event (no live call is waiting for it)."""
+    clock = LegClock(drop_paused=False)
+    clock.note(0.0, duration_s, paused=False)
+    return Job(
+        call_id=call_id, session_id=session_id, leg=leg, stream_label=stream_label, provider=provider,
+        reason="api", spans=lambda: [(0.0, duration_s)], clock=clock, on_results=lambda results, name: None,
+        announce=False, path=path, ready=True, discard_path=discard_path,
+    )  # fmt: skip
 
 
 def cut_wav(src: Path, dst: Path, start_s: float, end_s: float, out_rate: int) -> float:

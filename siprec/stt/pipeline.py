@@ -250,6 +250,16 @@ class SttService:
 
     # ---------------------------------------------------------------- observability
 
+    @property
+    def jobs(self) -> PostCallQueue | None:
+        """The post-call job queue (None before start()): /api/stt submits, lists and cancels jobs on it."""
+        return self._jobs
+
+    @property
+    def registry(self) -> ProviderRegistry:
+        """The installed providers this service plans from (/api/stt/stats lists them)."""
+        return self._registry
+
     def _note_failure(self) -> None:
         self._last_failure = time.monotonic()
 
