@@ -89,7 +89,8 @@ class AmqpPublisher:
     """Publishes bus events to `config.exchange`. `await start()`, `await stop(timeout)`; `stats()`, `health()`.
 
     `store` holds the outbox table (created by `Store.open`). `bus` (optional) is subscribed on start; `publish(event)`
-    is the same entry point for callers without a bus.
+    is the same entry point for callers without a bus. `origin`: see Outbox (distinct per instance when several
+    share one PostgreSQL store).
     """
 
     def __init__(
@@ -102,10 +103,11 @@ class AmqpPublisher:
         reconnect: Backoff | None = None,
         heartbeat_s: int = 30,
         outbox: Outbox | None = None,
+        origin: str = "",
     ) -> None:
         self.config = config
         self.exchange = config.exchange
-        self.outbox = outbox or Outbox(store)
+        self.outbox = outbox or Outbox(store, origin=origin)
         self.bus = bus
         self.max_in_flight = max_in_flight
         self.wants = publish_filter(config)

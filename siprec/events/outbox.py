@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -58,6 +58,8 @@ class Outbox:
     `on_stored` (if set) is called after each commit that added rows: the reader's cue to `take`.
     `max_pending` bounds the events accepted but not yet committed (a database outage): beyond it `add` refuses
     and counts `dropped`, so memory stays bounded while the store is down.
+    `origin` names this instance: each Outbox sees only its own rows. Instances sharing one PostgreSQL store must
+    each have a distinct origin that stays the same across their restarts; "" (default) suits one instance.
     """
 
     def __init__(
@@ -69,8 +71,10 @@ class Outbox:
         max_pending: int = 100_000,
         max_cached: int = 10_000,
         retry: Backoff | None = None,
+        origin: str = "",
     ) -> None:
         self.store = store
+        self.origin = origin
         self.table = store.table("outbox")
         self.max_batch = max_batch
         self.linger_s = linger_s
@@ -101,9 +105,7 @@ class Outbox:
 
     async def open(self) -> None:
         async with self.store.engine.connect() as conn:
-            self._stored = int(
-                (await conn.execute(select(func.count()).select_from(self.table))).scalar_one()
-            )
+            self._stored = int((await conn.execute(self._count_query())).scalar_one())
         self._writer = asyncio.create_task(self._write_loop(), name="outbox-writer")
         if self._stored:
             log.info("outbox has %d events from before: they are published first", self._stored)
@@ -232,7 +234,13 @@ class Outbox:
         for i, p in enumerate(batch, 1):
             body = p.body if isinstance(p.body, str) else p.body.to_json()
             values.append(
-                {"created_at": p.created_at, "routing_key": p.routing_key, "body": body, "attempts": 0}
+                {
+                    "origin": self.origin,
+                    "created_at": p.created_at,
+                    "routing_key": p.routing_key,
+                    "body": body,
+                    "attempts": 0,
+                }
             )
             if i % RENDER_SLICE == 0:
                 # Rendering is CPU work on the loop thread: let SIP and RTP run between slices.
@@ -279,10 +287,13 @@ class Outbox:
         result = await conn.execute(insert(t).returning(t.c.id, sort_by_parameter_order=True), values)
         return list(result.scalars())
 
+    def _count_query(self) -> Select[tuple[int]]:
+        return select(func.count()).select_from(self.table).where(self.table.c.origin == self.origin)
+
     async def _read_after(self, after_id: int, limit: int) -> list[OutboxRow]:
         t = self.table
         query = select(t.c.id, t.c.routing_key, t.c.body, t.c.created_at, t.c.attempts).where(
-            t.c.id > after_id
+            t.c.origin == self.origin, t.c.id > after_id
         )
         async with self.store.engine.connect() as conn:
             result = await conn.execute(query.order_by(t.c.id).limit(limit))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import BigInteger, Column, Float, Integer, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Column, Float, Index, Integer, MetaData, String, Table, Text
 
 TableBuilder = Callable[[MetaData, str], Table]
 
@@ -19,15 +19,19 @@ Id = BigInteger().with_variant(Integer(), "sqlite")
 
 
 def outbox_table(metadata: MetaData, prefix: str) -> Table:
-    """Events stored before they are published (id order = publish order); a row is deleted when confirmed."""
+    """Events stored before they are published (id order = publish order); a row is deleted when confirmed.
+    `origin` names the instance that stored it: instances sharing one PostgreSQL store each publish their own."""
+    name = f"{prefix}outbox"
     return Table(
-        f"{prefix}outbox",
+        name,
         metadata,
         Column("id", Id, primary_key=True, autoincrement=True),
+        Column("origin", String(255), nullable=False, default=""),
         Column("created_at", Float, nullable=False),  # Unix time the event was accepted
         Column("routing_key", String(255), nullable=False),
         Column("body", Text, nullable=False),  # the event's JSON frame
         Column("attempts", Integer, nullable=False, default=0),  # publishes that were not confirmed
+        Index(f"{name}_origin_id", "origin", "id"),
         sqlite_autoincrement=True,
     )
 

@@ -229,3 +229,31 @@ async def test_store_failure_keeps_events_in_order_and_retries(db: Database) -> 
     finally:
         await outbox.close()
         await store.close()
+
+
+async def test_instances_sharing_a_store_each_see_their_own_rows(db: Database) -> None:
+    """Two instances on one database (PostgreSQL scale-out): each outbox counts, reads and deletes only its own."""
+    store = await db.open()
+    a, b = Outbox(store, origin="rec1"), Outbox(store, origin="rec2")
+    await a.open()
+    await b.open()
+    try:
+        for i in range(3):
+            a.add("a.b", f"a{i}")
+            b.add("a.b", f"b{i}")
+        await a.flush(30)
+        await b.flush(30)
+        assert [r.body for r in await take_all(a)] == ["a0", "a1", "a2"]
+        b_rows = await take_all(b)
+        assert [r.body for r in b_rows] == ["b0", "b1", "b2"]
+        b.ack(r.id for r in b_rows)
+        await b.flush(30)
+        assert (a.depth(), b.depth()) == (3, 0)
+        await a.close()
+        a = Outbox(store, origin="rec1")  # rec1 restarts: its three are still there, rec2's are not counted
+        await a.open()
+        assert a.depth() == 3 and [r.body for r in await take_all(a)] == ["a0", "a1", "a2"]
+    finally:
+        await a.close()
+        await b.close()
+        await store.close()
