@@ -65,13 +65,17 @@ class ApiError(Exception):
         details: Mapping[str, Any] | None = None,
         *,
         headers: Mapping[str, str] | None = None,
+        quiet: bool = False,
     ) -> None:
+        """`quiet`: an answer a poller gets again and again (/health while unhealthy), whose cause is logged
+        elsewhere when it changes: logged at DEBUG only."""
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.details = dict(details or {})
         self.headers = dict(headers or {})
+        self.quiet = quiet
 
     def response(self) -> web.Response:
         return error_response(self.status, self.code, self.message, self.details, headers=self.headers)
@@ -124,7 +128,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as err:
-        _log_client_error(request, err.status, err.code, err.message)
+        _log_client_error(request, err.status, err.code, err.message, quiet=err.quiet)
         return err.response()
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -152,6 +156,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(500, "INTERNAL", "internal error")
 
 
-def _log_client_error(request: web.Request, status: int, code: str, message: str) -> None:
-    level = logging.WARNING if status >= 500 else logging.INFO
+def _log_client_error(
+    request: web.Request, status: int, code: str, message: str, *, quiet: bool = False
+) -> None:
+    level = logging.DEBUG if quiet else logging.WARNING if status >= 500 else logging.INFO
     log.log(level, "%s %s -> %d %s: %s", request.method, request.path, status, code, message)

@@ -102,7 +102,8 @@ async def health(request: web.Request) -> web.StreamResponse:
     report = await ctx.health.run()
     view = health_view(ctx, report)
     if report.status.value == "unhealthy":
-        raise ApiError(503, "UNHEALTHY", "a critical subsystem is unhealthy", view.model_dump(mode="json"))
+        details = view.model_dump(mode="json")
+        raise ApiError(503, "UNHEALTHY", "a critical subsystem is unhealthy", details, quiet=True)
     return json_reply(view)
 
 
@@ -118,9 +119,8 @@ async def ready(request: web.Request) -> web.StreamResponse:
     statuses = {c.name: c.status.value for c in report.checks}
     if not report.ready:
         failing = sorted(c.name for c in report.checks if c.critical and c.status.value == "unhealthy")
-        raise ApiError(
-            503, "NOT_READY", f"critical dependency down: {', '.join(failing)}", {"checks": statuses}
-        )
+        message = f"critical dependency down: {', '.join(failing)}"
+        raise ApiError(503, "NOT_READY", message, {"checks": statuses}, quiet=True)
     return json_reply(Readiness(status="ready", checks=statuses))
 
 
