@@ -125,6 +125,9 @@ class AmqpPublisher:
         self._blocked = False
         self._stopping = False
         self._read_failures = 0
+        self._nacks_in_a_row = 0
+        self._refused: set[int] = set()  # ids nacked and not yet acked since
+        self._hold_until = 0.0  # loop time before which nothing is published (backoff after a nack)
         self._ever_connected = False
         self.connected = False
         self.published = 0
@@ -199,11 +202,12 @@ class AmqpPublisher:
         }
 
     def health(self) -> dict[str, Any]:
-        """healthy: connected. degraded: broker unreachable, events kept in the outbox. unhealthy: the outbox
-        cannot write to the store or has dropped events."""
+        """healthy: connected. degraded: broker unreachable or refusing messages, events kept in the outbox.
+        unhealthy: the outbox cannot write to the store or has dropped events."""
+        refusing = self.connected and bool(self._refused)
         if self.outbox.last_error is not None or self.outbox.dropped:
             status = "unhealthy"
-        elif not self.connected:
+        elif not self.connected or refusing:
             status = "degraded"
         else:
             status = "healthy"
@@ -211,7 +215,7 @@ class AmqpPublisher:
             "status": status,
             "connected": self.connected,
             "outbox_depth": self.outbox.depth(),
-            "error": self.outbox.last_error or (None if self.connected else self.last_error),
+            "error": self.outbox.last_error or (self.last_error if status != "healthy" else None),
         }
 
     async def health_check(self) -> tuple[str, dict[str, Any]]:
@@ -254,6 +258,7 @@ class AmqpPublisher:
             self._ever_connected = True
             self.connected = True
             self.last_error = None
+            self._hold_until = 0.0
             opened_at = loop.time()
             log.info(
                 "amqp connected; %d unconfirmed to send again, %d in the outbox",
@@ -368,7 +373,7 @@ class AmqpPublisher:
     async def _send_some(self) -> bool:
         """Publish what the window allows: re-sends first, then new rows. True if anything was sent."""
         free = self.max_in_flight - len(self._tracker)
-        if self._blocked or free <= 0:
+        if self._blocked or free <= 0 or asyncio.get_running_loop().time() < self._hold_until:
             return False
         if self._resend:
             rows, self._resend = self._resend[:free], self._resend[free:]
@@ -432,11 +437,27 @@ class AmqpPublisher:
         if isinstance(method, Basic.Ack):
             self.confirmed += len(rows)
             self.outbox.ack(r.id for r in rows)
+            if self._refused:
+                # Acks of messages sent before a nack can come after it (persistent messages are acked once on
+                # disk, refusals at once): the refusal is over only when every refused message got through.
+                self._refused.difference_update(r.id for r in rows)
+                if not self._refused:
+                    self._nacks_in_a_row = 0
         else:
+            # The broker refused them (a full queue with overflow reject-publish, an internal error): send them
+            # again, but hold everything for a backoff first (in order, and without hammering the broker).
             self.nacked += len(rows)
-            log.warning("amqp: broker nacked %d messages; sending them again", len(rows))
             self.outbox.record_failures(r.id for r in rows)
             self._resend = merge_by_id(rows, self._resend)
+            self._refused.update(r.id for r in rows)
+            self._nacks_in_a_row += 1
+            delay = self._backoff.delay(self._nacks_in_a_row)
+            loop = asyncio.get_running_loop()
+            self._hold_until = loop.time() + delay
+            loop.call_later(delay, self._kick.set)
+            if self._nacks_in_a_row == 1:
+                log.warning("amqp: broker refused %d messages (Basic.Nack); sending them again", len(rows))
+            self.last_error = f"broker refused {len(rows)} messages (Basic.Nack)"
         self._settled.set()
         self._kick.set()
 

@@ -214,6 +214,54 @@ async def test_unusable_exchange_is_reported_not_fatal(broker: None, tmp_path) -
         await asyncio.to_thread(topo.delete)
 
 
+async def test_refused_messages_are_sent_again_in_order(broker: None, tmp_path) -> None:
+    """A queue limited to 5 messages with x-overflow=reject-publish: RabbitMQ nacks what does not fit. The
+    publisher holds back (degraded), sends the refused ones again with backoff, and once a consumer makes room all
+    12 arrive, once each and in order."""
+    import pika
+
+    topo = await asyncio.to_thread(Topology.declare)
+    await asyncio.to_thread(topo.delete)
+
+    def declare_limited() -> None:
+        conn = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+        ch = conn.channel()
+        ch.exchange_declare(topo.exchange, exchange_type="topic", durable=True)
+        ch.queue_declare(
+            topo.queue, durable=True, arguments={"x-max-length": 5, "x-overflow": "reject-publish"}
+        )
+        ch.queue_bind(topo.queue, topo.exchange, routing_key="#")
+        conn.close()
+
+    await asyncio.to_thread(declare_limited)
+    store = await Store.open(f"sqlite:///{tmp_path}/siprec.db")
+    publisher = AmqpPublisher(
+        AmqpConfig(url=AMQP_URL, exchange=topo.exchange), store, reconnect=Backoff(base_s=0.1, cap_s=0.5)
+    )
+    await publisher.start()
+    received: list[Received] = []
+    try:
+        for i in range(12):
+            publisher.publish(numbered(i))
+        await wait_for(lambda: publisher.nacked >= 7, 20, "the refusals")
+        health = publisher.health()
+        assert health["status"] == "degraded" and "Basic.Nack" in health["error"]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        while len(received) < 12:  # a slow consumer: whatever fits, read, repeat
+            assert loop.time() < deadline, f"only {len(received)} of 12 received: {publisher.stats()}"
+            received += await drain(topo)
+            await asyncio.sleep(0.05)
+        await settle(publisher)
+        assert publisher.health()["status"] == "healthy"
+    finally:
+        await publisher.stop()
+        await store.close()
+        await asyncio.to_thread(topo.delete)
+    assert [m.frame["payload"]["call_id"] for m in received] == [f"call-{i}" for i in range(12)]
+    assert publisher.stats()["confirmed"] == 12
+
+
 async def test_stop_during_a_hanging_handshake_is_prompt(tmp_path) -> None:
     """A peer that accepts TCP and never speaks AMQP: the publisher keeps events in the outbox, reports degraded,
     and stop() returns at once without leaving the socket open."""
