@@ -17,10 +17,12 @@ from siprec.api.server import ApiServer
 from siprec.api.wiring import register_core
 from siprec.config import Config
 from siprec.events.bus import EventBus
+from siprec.services import Services
 from siprec.sip.admission import AdmissionControl, SourceLimits
 from siprec.sip.core import SipApplication, SipCore
 from siprec.sip.transport import SipTransport, TransportLimits, make_server_ssl_context
 from siprec.sip.validation import UasPolicy
+from siprec.stt.pipeline import SttService
 
 log = logging.getLogger("siprec.app")
 
@@ -125,14 +127,24 @@ class SiprecServer:
             self.api, core_stats=self.core.stats, transport=self.transport,
             ports=getattr(self.app, "ports", None), media=media if hasattr(media, "stats") else None,
         )  # fmt: skip
+        self.services = Services(config, self.bus, self.api, media=media if hasattr(media, "stt") else None)
         self.http = ApiServer(self.api)
         self.http_port: int | None = None
 
+    @property
+    def stt(self) -> SttService | None:
+        return self.services.stt
+
     async def start(self) -> None:
+        await self.services.start()  # STT models loaded, event delivery connected: before the first call
         recover = getattr(getattr(self.app, "media", None), "recover", None)
         if recover is not None:
             recover()  # sessions a crash interrupted, before any new one starts
-        await self.transport.start()
+        try:
+            await self.transport.start()
+        except BaseException:
+            await self.services.stop()
+            raise
         self.core.bind(self.transport.send, advertised_host(self.config), self.transport.bound)
         self._ticker = asyncio.create_task(self._tick(), name="siprec-app-ticker")
         self.started_at = self.api.started_at = time.time()
@@ -140,6 +152,7 @@ class SiprecServer:
             await self.http.start(self.config.http.host, self.config.http.port)
         except BaseException:
             await self._stop_sip()  # e.g. the HTTP port is taken: nothing may stay bound
+            await self.services.stop()
             raise
         self.http_port = self.http.port
         log.info("siprec %s started: SIP %s, HTTP %s", __version__, self.transport.bound, self.http_port)
@@ -147,6 +160,7 @@ class SiprecServer:
     async def stop(self) -> None:
         await self.http.stop()  # first: no API call may act on sessions being torn down
         await self._stop_sip()
+        await self.services.stop()  # after the last session ended: its finals, transcript and events go out
         log.info("siprec stopped")
 
     async def _stop_sip(self) -> None:

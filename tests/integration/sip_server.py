@@ -30,6 +30,7 @@ def test_config(overrides: Mapping[str, Any] | None = None, tmp: Path | None = N
         "sip": {"host": "127.0.0.1", "udp_port": 0, "tcp_port": 0, "advertised_host": "127.0.0.1"},
         "http": {"host": "127.0.0.1", "port": 0},  # SiprecServer serves the HTTP API too: a free port
         "log": {"level": "DEBUG"},
+        "stt": {"provider": "none"},  # transcription tests ask for their provider
     }
     if tmp is not None:
         data["recording"] = {"dir": str(tmp / "recordings")}
