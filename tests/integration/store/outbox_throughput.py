@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import sys
 import tempfile
 import time
@@ -60,6 +61,8 @@ class LagProbe:
 
     def __init__(self) -> None:
         self.worst = 0.0
+        self.worst_gc = 0.0  # a collection pauses whichever step triggers it: reported apart
+        self._gc_started = 0.0
         self.steps: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
         self._original = asyncio.events.Handle._run
@@ -86,13 +89,21 @@ class LagProbe:
             steps[name] = max(steps.get(name, 0.0), took)
 
         asyncio.events.Handle._run = timed  # type: ignore[method-assign]
+        gc.callbacks.append(self._on_gc)
         self._task = asyncio.get_running_loop().create_task(self._tick(), name="lag-probe")
         return self
 
     def __exit__(self, *exc: object) -> None:
         asyncio.events.Handle._run = self._original  # type: ignore[method-assign]
+        gc.callbacks.remove(self._on_gc)
         assert self._task is not None
         self._task.cancel()
+
+    def _on_gc(self, phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_started = time.thread_time()
+        else:
+            self.worst_gc = max(self.worst_gc, time.thread_time() - self._gc_started)
 
     def rows(self, label: str, tasks: tuple[str, ...] = ("outbox-writer",)) -> list[dict[str, Any]]:
         out = [
@@ -101,7 +112,13 @@ class LagProbe:
                 "value": self.worst * 1000,
                 "unit": "ms",
                 "target": "",
-            }
+            },
+            {
+                "name": f"{label} longest GC pause (cpu)",
+                "value": self.worst_gc * 1000,
+                "unit": "ms",
+                "target": "",
+            },
         ]
         for task in tasks:
             out.append(
