@@ -2,7 +2,7 @@
 
 - GET /api/compliance/status (READ): recordings held (count, in progress, bytes, oldest and newest), retention
   and encryption state, the GDPR routes. The totals come from a walk of recording.dir, kept up to 30 s.
-- GET or POST /api/compliance/gdpr/export (WRITE): a ZIP, streamed, of every file of every matching recording
+- POST /api/compliance/gdpr/export (WRITE, body {call_id | participant}): a ZIP, streamed, of every file of every matching recording
   (manifest, metadata XML, transcript.json, audio) under recordings/<date>/<folder>/, plus index.json (what was
   matched, each member's size and SHA-256, files that vanished meanwhile).
 - POST /api/compliance/gdpr/erase (WRITE, body {call_id | participant, confirm: true}, or dry_run: true to see
@@ -36,7 +36,7 @@ from siprec.api.context import ApiContext
 from siprec.api.errors import ApiError
 from siprec.api.recording_index import ErasedFolder, LiveSession, Recording, index_for
 from siprec.api.recordings import live_sessions
-from siprec.api.routing import BODY, QUERY, Access, Reply, RouteTable, api_context, json_reply
+from siprec.api.routing import BODY, Access, Reply, RouteTable, api_context, json_reply
 from siprec.api.zip_stream import ZipStream
 from siprec.events.types import RecordingErased
 from siprec.recording.manifest import iso_time
@@ -54,12 +54,18 @@ USAGE_MAX_AGE_S = 30.0
 # --- shapes ----------------------------------------------------------------------------------------------------
 
 
+# "At least one of", for the OpenAPI document (the model validator enforces it): a property present and not null.
+_GIVEN = {
+    name: {"required": [name], "properties": {name: {"type": "string"}}}
+    for name in ("call_id", "participant")
+}
+_TRUE = {name: {"required": [name], "properties": {name: {"const": True}}} for name in ("confirm", "dry_run")}
+
+
 class GdprSubject(BaseModel):
     """Whose recordings: a Call-ID, a participant (AOR or phone number, matched exactly), or both."""
 
-    model_config = ConfigDict(
-        json_schema_extra={"anyOf": [{"required": ["call_id"]}, {"required": ["participant"]}]}
-    )
+    model_config = ConfigDict(json_schema_extra={"anyOf": [_GIVEN["call_id"], _GIVEN["participant"]]})
 
     call_id: str | None = Field(None, min_length=1, max_length=1024, description="A SIP Call-ID")
     participant: str | None = Field(
@@ -75,6 +81,15 @@ class GdprSubject(BaseModel):
 
 
 class GdprEraseRequest(GdprSubject):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "allOf": [
+                {"anyOf": [_GIVEN["call_id"], _GIVEN["participant"]]},
+                {"anyOf": [_TRUE["confirm"], _TRUE["dry_run"]]},
+            ]
+        }
+    )
+
     confirm: bool = Field(False, description="Must be true to erase")
     dry_run: bool = Field(False, description="Only report what would be erased")
 
@@ -226,23 +241,13 @@ _ZIP = {200: Reply("A ZIP archive (streamed): recordings/<date>/<folder>/<file> 
                    {"type": "string", "format": "binary"}, {"Content-Disposition": "attachment; filename=..."})}  # fmt: skip
 
 
-@routes.get(
-    "/api/compliance/gdpr/export", summary="Export a data subject's recordings as a ZIP", access=Access.WRITE,
-    query=GdprSubject, responses=_ZIP, operation_id="gdpr_export_get",
-)  # fmt: skip
-async def gdpr_export_get(request: web.Request) -> web.StreamResponse:
-    return await _export(request, request[QUERY])
-
-
 @routes.post(
-    "/api/compliance/gdpr/export", summary="Export a data subject's recordings as a ZIP (JSON body)",
-    access=Access.WRITE, body=GdprSubject, responses=_ZIP, operation_id="gdpr_export",
+    "/api/compliance/gdpr/export", summary="Export a data subject's recordings as a ZIP",
+    access=Access.WRITE, body=GdprSubject, responses=_ZIP,
 )  # fmt: skip
-async def gdpr_export_post(request: web.Request) -> web.StreamResponse:
-    return await _export(request, request[BODY])
-
-
-async def _export(request: web.Request, subject: GdprSubject) -> web.StreamResponse:
+async def gdpr_export(request: web.Request) -> web.StreamResponse:
+    """Streams the archive; 404 RECORDING_NOT_FOUND when nothing matches (checked before the first byte)."""
+    subject: GdprSubject = request[BODY]
     ctx = api_context(request)
     index = index_for(ctx)
     live = live_sessions(ctx)

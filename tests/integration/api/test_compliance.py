@@ -39,14 +39,9 @@ async def post(api: Api, path: str, body: Any, headers: dict[str, str] | None = 
         return r.status, await r.json()
 
 
-async def export(
-    api: Api, *, params: dict[str, str] | None = None, body: Any = None
-) -> tuple[int, Any, bytes]:
-    if body is not None:
-        request = api.http.post(api.url("/api/compliance/gdpr/export"), json=body, headers=HEADERS)
-    else:
-        request = api.http.get(api.url("/api/compliance/gdpr/export"), params=params or {}, headers=HEADERS)
-    async with request as r:
+async def export(api: Api, body: Any, headers: dict[str, str] | None = None) -> tuple[int, Any, bytes]:
+    url = api.url("/api/compliance/gdpr/export")
+    async with api.http.post(url, json=body, headers=HEADERS if headers is None else headers) as r:
         return r.status, r.headers, await r.read()
 
 
@@ -95,7 +90,7 @@ async def test_export_is_a_zip_of_every_file_of_every_match(tmp_path: Path) -> N
     async with api_server(tmp_path, AUTH) as api:
         folders = archive_of(rec_root(api))
 
-        status, headers, data = await export(api, params={"call_id": "both@src"})
+        status, headers, data = await export(api, {"call_id": "both@src"})
         assert status == 200 and headers["Content-Type"] == "application/zip"
         assert headers["Content-Disposition"].startswith('attachment; filename="gdpr-export-')
         assert "Content-Length" not in headers and headers["Transfer-Encoding"] == "chunked"  # streamed
@@ -124,30 +119,28 @@ async def test_export_is_a_zip_of_every_file_of_every_match(tmp_path: Path) -> N
         }
 
         # A participant by phone number, however it is written: every recording with that AOR, no other
-        status, _, data = await export(api, body={"participant": "+1 (555) 010-9999"})
+        status, _, data = await export(api, {"participant": "+1 (555) 010-9999"})
         assert status == 200
         index = json.loads(zipfile.ZipFile(io.BytesIO(data)).read("index.json"))
         assert [r["call_id"] for r in index["recordings"]] == ["customer@src", "both@src"]
-        status, _, data = await export(api, params={"participant": "sip:Agent@PBX.example;transport=tcp"})
+        status, _, data = await export(api, {"participant": "sip:Agent@PBX.example;transport=tcp"})
         names = {
             r["call_id"]
             for r in json.loads(zipfile.ZipFile(io.BytesIO(data)).read("index.json"))["recordings"]
         }
         assert status == 200 and names == {"both@src", "agent@src", "other@src"}
-        status, _, data = await export(
-            api, params={"participant": "sip:agent@pbx.example", "call_id": "agent@src"}
-        )
+        status, _, data = await export(api, {"participant": "sip:agent@pbx.example", "call_id": "agent@src"})
         assert [r["call_id"] for r in json.loads(zipfile.ZipFile(io.BytesIO(data)).read("index.json"))["recordings"]] == [
             "agent@src"]  # fmt: skip
 
-        status, _, body = await export(api, params={"participant": "agent"})  # no substring matching here
+        status, _, body = await export(api, {"participant": "agent"})  # no substring matching here
         assert status == 404 and json.loads(body)["error"]["code"] == "RECORDING_NOT_FOUND"
-        status, _, body = await export(api, body={"call_id": "both@src", "participant": "sip:nobody@x"})
+        status, _, body = await export(api, {"call_id": "both@src", "participant": "sip:nobody@x"})
         assert status == 404
-        for status, _, body in (await export(api, params={}), await export(api, body={"confirm": True})):
+        for status, _, body in (await export(api, {}), await export(api, {"participant": None})):
             assert status == 400 and json.loads(body)["error"]["code"] == "VALIDATION_ERROR"
-        async with api.http.get(api.url("/api/compliance/gdpr/export?call_id=both%40src")) as r:
-            assert r.status == 401 and (await r.json())["error"]["code"] == "AUTH_REQUIRED"
+        status, _, body = await export(api, {"call_id": "both@src"}, headers={})
+        assert status == 401 and json.loads(body)["error"]["code"] == "AUTH_REQUIRED"
 
 
 async def test_a_long_call_is_exported_without_holding_it_in_memory(tmp_path: Path) -> None:
@@ -159,8 +152,8 @@ async def test_a_long_call_is_exported_without_holding_it_in_memory(tmp_path: Pa
         out = tmp_path / "export.zip"
         tracemalloc.start()
         try:
-            async with api.http.get(
-                api.url("/api/compliance/gdpr/export"), params={"call_id": "long@src"}, headers=HEADERS
+            async with api.http.post(
+                api.url("/api/compliance/gdpr/export"), json={"call_id": "long@src"}, headers=HEADERS
             ) as r:
                 assert r.status == 200
                 with out.open("wb") as f:
@@ -275,8 +268,8 @@ async def test_without_any_credential_configured_export_and_erase_are_refused(tm
         folder = write_recording(rec_root(api), "nokey@src", DAY1)
         async with api.http.get(api.url("/api/compliance/status")) as r:
             assert r.status == 200  # reads stay open (auth.require_auth_for_reads false)
-        async with api.http.get(api.url("/api/compliance/gdpr/export?call_id=nokey%40src")) as r:
-            assert r.status == 401 and (await r.json())["error"]["code"] == "AUTH_NOT_CONFIGURED"
+        status, _, body = await export(api, {"call_id": "nokey@src"}, headers={})
+        assert status == 401 and json.loads(body)["error"]["code"] == "AUTH_NOT_CONFIGURED"
         status, body = await post(
             api, "/api/compliance/gdpr/erase", {"call_id": "nokey@src", "confirm": True}, {}
         )
