@@ -88,8 +88,8 @@ def _component_schemas(route_list: list[Route]) -> dict[str, Any]:
         for reply in route.responses.values():
             if isinstance(reply, type):
                 models[(reply, "serialization")] = None
-        for model in (route.body, route.query):
-            if model is not None:
+        for model in (route.body, route.query, *route.request_types.values()):
+            if isinstance(model, type):
                 models[(model, "validation")] = None
     names: dict[str, type[BaseModel]] = {}
     for model, _ in models:
@@ -140,18 +140,27 @@ def _operation(route: Route, auth: Authenticator, schemas: dict[str, Any]) -> di
             "required": route.body_required,
             "content": {"application/json": {"schema": {"$ref": _REF.format(model=route.body.__name__)}}},
         }
+    elif route.request_types:
+        op["requestBody"] = {
+            "required": True,
+            "content": {
+                ctype: {"schema": {"$ref": _REF.format(model=s.__name__)} if isinstance(s, type) else dict(s)}
+                for ctype, s in route.request_types.items()
+            },
+        }
+    has_body = route.body is not None or bool(route.request_types)
     responses: dict[str, Any] = {}
     for status, reply in sorted(route.responses.items()):
         responses[str(status)] = _response(reply)
     schemes = auth.schemes(route.access)
     automatic = []
-    if parameters or route.body is not None:
+    if parameters or has_body:
         automatic.append(400)
     if schemes:
         automatic.append(401)
     if route.path_params:
         automatic.append(404)
-    if route.body is not None:
+    if has_body:
         automatic.append(413)
     for status in automatic:
         responses.setdefault(str(status), _error(_AUTO_ERRORS[status], auth if status == 401 else None))

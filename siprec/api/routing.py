@@ -79,6 +79,9 @@ class Route:
     body_required: bool
     responses: Mapping[int, type[BaseModel] | Reply]
     path_schemas: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # {name} -> JSON schema
+    # Bodies the handler reads itself (YAML, audio, multipart), by content type: a pydantic model or a JSON schema.
+    # Documented only; `body` is the JSON body the server validates before the handler.
+    request_types: Mapping[str, type[BaseModel] | Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def path_params(self) -> list[str]:
@@ -91,6 +94,7 @@ class Route:
     @property
     def models(self) -> list[type[BaseModel]]:
         found = [r for r in self.responses.values() if isinstance(r, type)]
+        found += [m for m in self.request_types.values() if isinstance(m, type)]
         return [*found, *([self.body] if self.body is not None else [])]
 
 
@@ -116,6 +120,7 @@ class RouteTable:
         description: str | None = None,
         operation_id: str | None = None,
         path_schemas: Mapping[str, Mapping[str, Any]] | None = None,
+        request_types: Mapping[str, type[BaseModel] | Mapping[str, Any]] | None = None,
     ) -> Callable[[Handler], Handler]:
         """Declare a route. `path` uses aiohttp syntax ({name} or {name:regex}); `path_schemas` documents a path
         parameter more precisely than "a string" (e.g. {"leg": {"type": "string", "pattern": "^leg-[0-9]+$"}})."""
@@ -138,6 +143,7 @@ class RouteTable:
                     body_required=body_required,
                     responses=dict(responses),
                     path_schemas=dict(path_schemas or {}),
+                    request_types=dict(request_types or {}),
                 )
             )
             return handler
