@@ -6,7 +6,9 @@ GET /api/config/reload/status (CONTRACT.md). The reload mechanism is siprec.relo
 - POST /api/config/validate: the body is a whole config document, YAML or JSON (YAML reads both); it is checked as
   a reload would check it (environment overrides on top unless ?apply_env=false) and compared with the running
   config. Never touches anything. An invalid document is a successful check: 200 with valid false and every
-  problem {path, message, env_var}; only a request that carries no document at all is a 4xx.
+  problem {path, message, env_var}; an empty document is the defaults, as an empty config file is. 4xx only
+  when no document is sent (400 BODY_REQUIRED: no body, no document type), for another content type (415) and
+  for bytes that are not UTF-8 (400 INVALID_ENCODING).
 - POST /api/config/reload: re-reads the server's config file and environment and applies the hot keys. 200 with
   what was applied and what waits for a restart; 422 CONFIG_INVALID (nothing changed) with every problem in
   details.problems; 500 CONFIG_APPLY_FAILED when a component refused the change (everything put back).
@@ -44,6 +46,13 @@ DOCUMENT_TYPES = frozenset(
     }
 )
 ModeName = Literal["live", "applied", "restart"]
+# A YAML or JSON document is any value to its parser (not an object of sections: reported as a problem, 200).
+_PARSED = {"description": "A whole config: an object of sections (sip, rtp, recording...)"}
+DOCUMENT_BODIES = {
+    "application/yaml": _PARSED,
+    "application/json": _PARSED,
+    "text/plain": {"type": "string", "description": "A whole config file, YAML or JSON text"},
+}
 
 
 # --- shapes ----------------------------------------------------------------------------------------------------
@@ -160,11 +169,9 @@ async def _document(request: web.Request) -> str:
             {"accepted": sorted(DOCUMENT_TYPES)},
         )  # fmt: skip
     raw = await request.read()  # over client_max_size -> 413, enveloped
-    if not raw.strip():
-        raise ApiError(
-            400, "BODY_REQUIRED", "the request body must be a whole config document (YAML or JSON)"
-        )
-    try:
+    if not raw and ctype == "application/octet-stream":  # nothing sent (that is the type of no type)
+        raise ApiError(400, "BODY_REQUIRED", "send a config document (YAML or JSON) with its Content-Type")
+    try:  # an empty document (with its type) is the defaults, as an empty file is
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ApiError(
@@ -185,7 +192,7 @@ async def get_config(request: web.Request) -> web.StreamResponse:
 
 @routes.post(
     "/api/config/validate", summary="Check a whole config document (YAML or JSON body) without applying it",
-    access=Access.WRITE, query=ConfigValidateQuery, responses={200: ConfigValidation},
+    access=Access.WRITE, query=ConfigValidateQuery, request_types=DOCUMENT_BODIES, responses={200: ConfigValidation},
 )  # fmt: skip
 async def validate_config(request: web.Request) -> web.StreamResponse:
     ctx = api_context(request)

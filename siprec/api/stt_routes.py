@@ -34,6 +34,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 import soundfile
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, Field, ValidationError
 
 from siprec.api.context import ApiContext
@@ -64,6 +65,7 @@ AUDIO_TYPES = {
 AUDIO_FORMATS = ("WAV", "FLAC")
 CHUNK = 256 * 1024
 _JOB_ID = {"type": "string", "minLength": 1, "maxLength": 64}
+_AUDIO = {"type": "string", "format": "binary", "description": "A mono WAV or FLAC file"}
 JobState = Literal["queued", "running", "done", "failed", "abandoned", "cancelled"]
 
 
@@ -357,15 +359,17 @@ async def _audio_seconds(path: Path, *, what: str) -> float:
 async def _upload_job(request: web.Request, provider: str) -> Job:
     ctype = request.content_type
     if ctype == "multipart/form-data":
-        reader = await request.multipart()
-        part = await reader.next()
-        while part is not None and not (isinstance(part, BodyPartReader) and part.name == "file"):
-            await part.release()
-            part = await reader.next()
-        if part is None:
-            raise ApiError(400, "FILE_REQUIRED", "the multipart body needs a 'file' part with the audio")
-        suffix = AUDIO_TYPES.get(part.headers.get("Content-Type", "").split(";")[0].strip().lower(), "")
-        path = await _save_upload(part, suffix or Path(part.filename or "").suffix[:8], None)
+        try:
+            path = await _multipart_file(request)
+        except (
+            HttpProcessingError,
+            ValueError,
+            RuntimeError,
+            TypeError,
+        ) as exc:  # what aiohttp's reader raises
+            raise ApiError(
+                400, "INVALID_MULTIPART", "the multipart body cannot be read", {"reason": str(exc)}
+            ) from None
     else:
         path = await _save_upload(request.content, AUDIO_TYPES[ctype], request.content_length)
     try:
@@ -374,6 +378,21 @@ async def _upload_job(request: web.Request, provider: str) -> Job:
         path.unlink(missing_ok=True)
         raise
     return file_job(path, seconds, provider, discard_path=True)
+
+
+async def _multipart_file(request: web.Request) -> Path:
+    reader = await request.multipart()
+    part = await reader.next()
+    while part is not None and not (isinstance(part, BodyPartReader) and part.name == "file"):
+        await part.release()
+        part = await reader.next()
+    if part is None:
+        raise ApiError(400, "FILE_REQUIRED", "the multipart body needs a 'file' part with the audio")
+    suffix = AUDIO_TYPES.get(part.headers.get("Content-Type", "").split(";")[0].strip().lower())
+    if suffix is None:
+        named = Path(part.filename or "").suffix.lower()
+        suffix = named if named in AUDIO_TYPES.values() else ""
+    return await _save_upload(part, suffix, None)
 
 
 def _submit_request(data: Any) -> SttSubmitRequest:
@@ -430,7 +449,11 @@ async def _recording_jobs(ctx: ApiContext, body: SttSubmitRequest, provider: str
 
 @routes.post(
     "/api/stt/submit", summary="Queue a post-call transcription: a recording by Call-ID, or an uploaded WAV/FLAC",
-    access=Access.WRITE, responses={202: SttSubmitted},
+    access=Access.WRITE, responses={202: SttSubmitted}, request_types={
+        "application/json": SttSubmitRequest,
+        "multipart/form-data": {"type": "object", "properties": {"file": _AUDIO}, "required": ["file"]},
+        "audio/wav": _AUDIO, "audio/flac": _AUDIO,
+    },
 )  # fmt: skip
 async def submit(request: web.Request) -> web.StreamResponse:
     """Body: application/json {call_id, session_id?, leg?}; or audio/wav | audio/flac (the file itself); or

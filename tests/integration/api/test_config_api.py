@@ -245,7 +245,6 @@ async def test_validate_checks_a_document_without_applying_it(tmp_path: Path) ->
         assert broken["valid"] is False and broken["problems"][0]["path"] == "body"
 
         for data, ctype, status, code in (
-            ("", "application/yaml", 400, "BODY_REQUIRED"),
             (b"RIFF....WAVE", "audio/wav", 415, "UNSUPPORTED_MEDIA_TYPE"),
             (b"\xff\xfe", "text/plain", 400, "INVALID_ENCODING"),
         ):
@@ -254,6 +253,17 @@ async def test_validate_checks_a_document_without_applying_it(tmp_path: Path) ->
             ) as r:
                 assert r.status == status, ctype
                 assert (await error_of(r))["code"] == code
+        async with s.http.post(s.url("/api/config/validate"), headers=OLD) as r:
+            assert r.status == 400 and (await error_of(r))["code"] == "BODY_REQUIRED"
+        async with s.http.post(
+            s.url("/api/config/validate"), data=b"", headers={**OLD, "Content-Type": "application/yaml"}
+        ) as r:
+            empty = await r.json()  # an empty document: the defaults, as an empty file
+        assert (
+            empty["valid"] is True
+            and "auth.api_keys" in empty["hot"]
+            and "sip.host" in empty["restart_required"]
+        )
         async with s.http.post(s.url("/api/config/validate"), data=doc) as r:
             assert r.status == 401
             assert (await error_of(r))["code"] == "AUTH_REQUIRED"

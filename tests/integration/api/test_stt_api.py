@@ -234,6 +234,14 @@ async def test_bad_uploads_get_the_envelope(stt: Stt, monkeypatch: pytest.Monkey
     status, body = await stt.submit(form, None)
     assert (status, body["error"]["code"]) == (400, "FILE_REQUIRED")
 
+    broken = (
+        b'--b\r\nContent-Disposition: form-data; name="\x02"\r\n\r\nx\r\n--b--\r\n'  # found by schemathesis
+    )
+    status, body = await stt.submit(broken, "multipart/form-data; boundary=b")
+    assert (status, body["error"]["code"]) == (400, "INVALID_MULTIPART")
+    status, body = await stt.submit(b"x", "multipart/form-data")  # no boundary
+    assert (status, body["error"]["code"]) == (400, "INVALID_MULTIPART")
+
     monkeypatch.setattr(stt_routes, "MAX_UPLOAD_BYTES", 20_000)
     status, body = await stt.submit(piper(1), "audio/wav")  # Content-Length says it at once
     assert (status, body["error"]["code"]) == (413, "PAYLOAD_TOO_LARGE")
