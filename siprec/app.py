@@ -197,11 +197,12 @@ class _NoApplicationYet:
 
 async def serve_forever(config: Config) -> int:
     server = SiprecServer(config)
-    await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # Handlers first: a SIGTERM while models load or ports bind still ends in a clean stop (exit 0).
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    await server.start()
     try:
         await stop.wait()
         log.info("signal received: draining")

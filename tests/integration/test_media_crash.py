@@ -38,6 +38,7 @@ async def start_server(tmp_path: Path, port: int) -> asyncio.subprocess.Process:
         "SIPREC__RTP__PORT_MAX": "45999",
         "SIPREC__RECORDING__DIR": str(tmp_path / "recordings"),
         "SIPREC__STORE__URL": f"sqlite:///{tmp_path / 'siprec.db'}",
+        "SIPREC__STT__PROVIDER": "none",  # a recording test: no model to load
     }
     proc = await asyncio.create_subprocess_exec(
         str(SIPREC), "serve", "--config", str(REPO / "etc" / "siprec.yaml"),

@@ -33,7 +33,8 @@ async def test_health_live_ready_status(api: Api) -> None:
     assert checks["sip"]["details"]["bound"]["UDP"] == api.sip_port
     assert checks["rtp_ports"]["status"] == "healthy" and checks["rtp_ports"]["details"]["total"] == 500
     assert checks["amqp"]["status"] == "disabled" and checks["redis"]["status"] == "disabled"
-    assert checks["websocket"]["status"] == "disabled"
+    assert checks["websocket"]["status"] == "healthy" and checks["websocket"]["details"]["clients"] == 0
+    assert checks["stt"]["status"] == "disabled" and checks["stt"]["details"]["state"] == "disabled"
     async with api.http.get(api.url("/health/live")) as r:
         assert r.status == 200 and await r.json() == {"status": "alive"}
     async with api.http.get(api.url("/health/ready")) as r:
