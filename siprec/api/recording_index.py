@@ -5,8 +5,10 @@ component, never ".."), and every folder or file used is checked to resolve insi
 its files; a name with a slash or a leading dot, or one that resolves elsewhere (a symlink), is never opened.
 
 Cost: a listing walks the day folders newest first and stops once the page is full; a day wholly skipped by
-`offset`, when no filter needs the manifests, costs one directory read. Manifests are summarised through a bounded
-LRU cache validated by (mtime_ns, size), so a listing re-reads only the manifests that changed. Looking a Call-ID
+`offset`, when no filter needs the manifests, costs one directory read. The order within a day comes from the
+start times, read once per folder and kept per day; manifests are summarised through a bounded LRU cache validated
+by (mtime_ns, size), and read only for the recordings returned (or, filtering by participant or state, for the days
+walked), so a listing re-reads only manifests that changed. Looking a Call-ID
 up costs a couple of stat() calls per day folder. Everything here does blocking file I/O: the routes call it from a
 worker thread, and the cache is guarded by a lock.
 
@@ -61,6 +63,7 @@ COMBINED = "combined"
 INCOMPLETE = "incomplete"
 RECORDING = "recording"
 DEFAULT_CACHE_SIZE = 4096
+DAY_ORDER_CACHE = 64  # days whose folder order (start times) is kept; listings touch the recent ones
 MAX_SAME_DAY_REUSE = 1000  # session_folder's own bound on "-2", "-3"... folders of one Call-ID per day
 AUDIO_TYPES = {".wav": "audio/wav", ".flac": "audio/flac"}
 _PHONE_SEPARATORS = re.compile(r"[\s().\-]")
@@ -153,24 +156,34 @@ class RecordingFilter:
         last = self.until.astimezone(UTC).strftime("%Y-%m-%d") if self.until else None
         return first, last
 
-    def needs_manifests(self, day: str) -> bool:
-        """False when every folder of `day` is selected whatever its manifest says (so a day can be counted)."""
-        if self.participant is not None or self.state is not None:
-            return True
+    @property
+    def needs_summary(self) -> bool:
+        """Whether deciding needs the manifest (participant or state), not just the start time."""
+        return self.participant is not None or self.state is not None
+
+    def covers_day(self, day: str) -> bool:
+        """True when every folder of `day` is selected whatever its manifest says (so a day can be counted)."""
+        if self.needs_summary:
+            return False
         start = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC)
         end = start + timedelta(days=1) - timedelta(microseconds=1)
-        return (self.since is not None and self.since > start) or (
+        return not (self.since is not None and self.since > start) and not (
             self.until is not None and self.until < end
         )
 
+    def selects_time(self, started_at_unix: float | None) -> bool:
+        """The time bounds (a folder with no known start time is decided by its date folder alone)."""
+        if started_at_unix is None:
+            return True
+        if self.since is not None and started_at_unix < self.since.timestamp():
+            return False
+        return not (self.until is not None and started_at_unix > self.until.timestamp())
+
     def selects(self, rec: Recording) -> bool:
+        if not self.selects_time(rec.started_at_unix):
+            return False
         if self.state is not None and rec.state != self.state:
             return False
-        if rec.started_at_unix is not None:
-            if self.since is not None and rec.started_at_unix < self.since.timestamp():
-                return False
-            if self.until is not None and rec.started_at_unix > self.until.timestamp():
-                return False
         if self.participant is not None:
             needle = self.participant.casefold()
             return any(
@@ -313,6 +326,10 @@ class RecordingIndex:
         self.cache_size = cache_size
         self.manifest_reads = 0  # manifests parsed (cache misses), for tests and diagnostics
         self._cache: OrderedDict[Path, tuple[int, int, Recording | None]] = OrderedDict()
+        # day -> (folder name -> start time, the order newest first); a start time never changes once written
+        self._orders: OrderedDict[str, tuple[dict[str, float], list[tuple[float | None, str]]]] = (
+            OrderedDict()
+        )
         self._lock = threading.Lock()
         self._usage: ArchiveUsage | None = None
         self._usage_at = 0.0  # monotonic
@@ -389,10 +406,38 @@ class RecordingIndex:
         return data if isinstance(data, dict) else None
 
     # --- listing ---------------------------------------------------------------------------------------------
+    def day_order(
+        self, day: str, folders: list[Path], live: Mapping[Path, LiveSession]
+    ) -> list[tuple[float | None, str]]:
+        """(start time, folder name) of the day's folders, newest first. Start times are kept per day (for
+        DAY_ORDER_CACHE days), so a manifest is read for its start time once, when its folder first shows up; a
+        folder with no start time yet (no manifest, no live session) is looked at again next time."""
+        names = {f.name: f for f in folders}
+        with self._lock:
+            cached = self._orders.get(day)
+            if cached is not None:
+                self._orders.move_to_end(day)
+                starts, order = cached
+                if len(order) == len(names) == len(starts) and all(n in starts for n in names):
+                    return order
+        known = dict(cached[0]) if cached is not None else {}
+        fresh: dict[str, float | None] = {}
+        for name, folder in names.items():
+            start = known.get(name)
+            fresh[name] = start if start is not None else self.recording(folder, live).started_at_unix
+        order = sorted(((t, n) for n, t in fresh.items()), key=lambda e: (e[0] or 0.0, e[1]), reverse=True)
+        with self._lock:
+            self._orders[day] = ({n: t for n, t in fresh.items() if t is not None}, order)
+            self._orders.move_to_end(day)
+            while len(self._orders) > DAY_ORDER_CACHE:
+                self._orders.popitem(last=False)
+        return order
+
     def page(
         self, flt: RecordingFilter, offset: int, limit: int, live: Mapping[Path, LiveSession]
     ) -> tuple[list[Recording], bool]:
-        """Up to `limit` recordings after skipping `offset`, newest first, and whether more follow."""
+        """Up to `limit` recordings after skipping `offset`, newest first, and whether more follow. Manifests are
+        read only for the recordings returned, and for all of a day's only when filtering by participant/state."""
         first, last = flt.day_bounds()
         skipped = 0
         found: list[Recording] = []
@@ -400,18 +445,20 @@ class RecordingIndex:
             if (last is not None and day > last) or (first is not None and day < first):
                 continue
             folders = self.folders(day)
-            if not flt.needs_manifests(day) and skipped + len(folders) <= offset:
+            if flt.covers_day(day) and skipped + len(folders) <= offset:
                 skipped += len(folders)  # wholly before the page: counted, never read
                 continue
-            for rec in sorted(
-                (self.recording(f, live) for f in folders), key=lambda r: r.sort_key, reverse=True
-            ):
-                if not flt.selects(rec):
+            base = self.root / day
+            for start, name in self.day_order(day, folders, live):
+                if not flt.selects_time(start):
+                    continue
+                rec = self.recording(base / name, live) if flt.needs_summary else None
+                if rec is not None and not flt.selects(rec):
                     continue
                 if skipped < offset:
                     skipped += 1
                     continue
-                found.append(rec)
+                found.append(rec or self.recording(base / name, live))
                 if len(found) > limit:
                     return found[:limit], True
         return found, False
@@ -563,9 +610,7 @@ class RecordingIndex:
 
     def _edge(self, days: list[str], live: Mapping[Path, LiveSession], *, oldest: bool) -> float | None:
         for day in days:
-            times = [
-                t for f in self.folders(day) if (t := self.recording(f, live).started_at_unix) is not None
-            ]
+            times = [t for t, _ in self.day_order(day, self.folders(day), live) if t is not None]
             if times:
                 return min(times) if oldest else max(times)
         return None

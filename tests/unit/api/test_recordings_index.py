@@ -110,6 +110,22 @@ def test_cache_is_bounded(archive: tuple[Path, list[str]]) -> None:
     assert index.cache_entries == 2
 
 
+def test_a_busy_day_is_not_reread_for_each_page(tmp_path: Path) -> None:
+    root = tmp_path / "rec"
+    for n in range(30):
+        record(root, f"busy-{n:02d}@test", DAY1 + n * 60)
+    index = RecordingIndex(root, cache_size=5)  # far fewer summaries than the day holds
+    expected = [f"busy-{n:02d}@test" for n in range(29, -1, -1)]
+    assert page_ids(index, RecordingFilter(), 0, 3) == (expected[:3], True)
+    reads = index.manifest_reads
+    assert reads <= 30 + 4  # each start time once, then the page
+    assert page_ids(index, RecordingFilter(), 0, 3) == (expected[:3], True)
+    assert page_ids(index, RecordingFilter(), 3, 3) == (expected[3:6], True)
+    assert index.manifest_reads - reads <= 3  # only the recordings of the new page
+    record(root, "busy-new@test", DAY1 + 3000)
+    assert page_ids(index, RecordingFilter(), 0, 1) == (["busy-new@test"], True)
+
+
 def test_filters(archive: tuple[Path, list[str]]) -> None:
     root, _ = archive
     index = RecordingIndex(root)
