@@ -55,11 +55,13 @@ def make_decoder(settings: DecoderSettings) -> pocketsphinx.Decoder:
     }
     if settings.cmninit:
         kwargs["cmninit"] = settings.cmninit
+    known = pocketsphinx.Config()
+    unknown = sorted(k for k in settings.options if not known.exists(k))
+    if unknown:
+        raise ModelError(f"unknown pocketsphinx option(s): {', '.join(unknown)}")
     try:
         return pocketsphinx.Decoder(**kwargs)
-    except KeyError as exc:
-        raise ModelError(f"unknown pocketsphinx option {exc.args[0]!r}") from None
-    except (ValueError, RuntimeError) as exc:
+    except (KeyError, ValueError, RuntimeError) as exc:
         raise ModelError(f"pocketsphinx refused the configuration: {exc}") from None
 
 
@@ -94,7 +96,6 @@ class StreamDecoder:
         self._frame_bytes = self._endpointer.frame_bytes
         self._pending = bytearray()
         self.clock = SampleClock(self.rate)
-        self._vad_samples = 0  # samples given to the endpointer (its own clock)
         self._utt_start: int | None = None  # sample offset of the open utterance's first sample
         self._utt_samples = 0
         self._partial_checked = 0  # utterance samples at the last partial check
@@ -124,7 +125,6 @@ class StreamDecoder:
         while len(self._pending) >= fb:
             frame = bytes(self._pending[:fb])
             del self._pending[:fb]
-            self._vad_samples += fb // 2
             self._speech(self._endpointer.process(frame), out)
         return out
 
@@ -135,25 +135,28 @@ class StreamDecoder:
             return out
         self.finished = True
         if self._endpointer.in_speech:
-            self._vad_samples += len(self._pending) // 2
-            self._speech(self._endpointer.end_stream(bytes(self._pending)), out, last=True)
+            # end_stream() takes a short frame but not an empty one (pocketsphinx indexes its first byte); one
+            # zero sample stands in, and _end_utterance() keeps the end at the last sample really fed
+            tail = bytes(self._pending) or b"\x00\x00"
+            self._speech(self._endpointer.end_stream(tail), out, last=True)
         self._pending.clear()
         if self._utt_start is not None:
             self._end_utterance(out)
         return out
 
     def reset_for_reuse(self) -> pocketsphinx.Decoder:
-        """The decoder, ready for another stream (its cepstral mean back at the initial one)."""
+        """The decoder, ready for another stream: the front end rebuilt, so the cepstral mean and noise estimate
+        this stream adapted do not carry over (another stream's words then come out as from a new decoder)."""
         if self._utt_start is not None:
             self.decoder.end_utt()
-        self.decoder.set_cmn(self.decoder.config["cmninit"])
+        self.decoder.reinit_feat()
         return self.decoder
 
     # ---------------------------------------------------------------- internals
 
     def _speech(self, speech: bytes | None, out: list[Transcript], *, last: bool = False) -> None:
-        if speech is None:
-            if self._utt_start is not None and not self._endpointer.in_speech:
+        if not speech:
+            if self._utt_start is not None and not self._endpointer.in_speech and not last:
                 self._end_utterance(out)
             return
         if self._utt_start is None:
@@ -195,7 +198,8 @@ class StreamDecoder:
             )
 
     def _end_utterance(self, out: list[Transcript]) -> None:
-        start, n = self._utt_start or 0, self._utt_samples
+        start = self._utt_start or 0
+        n = min(self._utt_samples, self.clock.samples - start)
         self._utt_start, self._utt_samples = None, 0
         self.decoder.end_utt()
         hyp = self.decoder.hyp()

@@ -25,9 +25,10 @@ log = logging.getLogger("siprec.stt.pocketsphinx")
 
 START_TIMEOUT_S = 120.0  # interpreter start, imports and the first decoder, on a busy machine
 STOP_TIMEOUT_S = 10.0  # a worker finishing after its stdin closed, before it is killed
-RESPAWN_DELAY_S = 1.0
-MIN_LIFE_S = (
-    30.0  # a worker that dies sooner after its start is not started again (it would only crash again)
+RESPAWN_DELAY_S = 1.0  # before a dead worker is started again; doubled for each death soon after a start ...
+MAX_RESPAWN_DELAY_S = 60.0
+STABLE_S = (
+    60.0  # ... that is, sooner than this (a worker that keeps crashing is not restarted in a tight loop)
 )
 
 
@@ -89,6 +90,7 @@ class WorkerPool:
         self.workers: list[Worker | None] = [None] * size
         self._sids = itertools.count(1)
         self._respawns: set[asyncio.Task[None]] = set()
+        self._quick_deaths = [0] * size  # deaths of each slot's worker soon after its start, in a row
         self._closing = False
 
     async def start(self) -> None:
@@ -156,6 +158,7 @@ class WorkerPool:
         if self._closing:
             await self._stop(worker)
             return
+        worker.started = time.monotonic()
         worker.reader = asyncio.create_task(self._read(worker), name=f"stt-pocketsphinx-worker-{worker.pid}")
         self.workers[slot] = worker
         log.info("pocketsphinx worker %d ready (pid %d)", slot, worker.pid)
@@ -181,22 +184,18 @@ class WorkerPool:
         if self.workers[worker.slot] is not worker or self._closing:
             return
         self.workers[worker.slot] = None
-        lived = time.monotonic() - worker.started
-        if lived < MIN_LIFE_S:
-            log.error(
-                "pocketsphinx worker %d is not restarted: it stopped %.0f s after it started",
-                worker.slot,
-                lived,
-            )
-        else:
-            task = asyncio.create_task(
-                self._respawn(worker.slot), name=f"stt-pocketsphinx-respawn-{worker.slot}"
-            )
-            self._respawns.add(task)
-            task.add_done_callback(self._respawns.discard)
+        quick = time.monotonic() - worker.started < STABLE_S
+        self._quick_deaths[worker.slot] = self._quick_deaths[worker.slot] + 1 if quick else 0
+        delay = min(RESPAWN_DELAY_S * 2 ** self._quick_deaths[worker.slot], MAX_RESPAWN_DELAY_S)
+        task = asyncio.create_task(
+            self._respawn(worker.slot, delay), name=f"stt-pocketsphinx-respawn-{worker.slot}"
+        )
+        self._respawns.add(task)
+        task.add_done_callback(self._respawns.discard)
 
-    async def _respawn(self, slot: int) -> None:
-        await asyncio.sleep(RESPAWN_DELAY_S)
+    async def _respawn(self, slot: int, delay: float) -> None:
+        log.info("pocketsphinx worker %d starts again in %.0f s", slot, delay)
+        await asyncio.sleep(delay)
         try:
             await self._spawn(slot)
         except SttError as exc:
