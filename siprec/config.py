@@ -38,6 +38,8 @@ ENV_ALIASES: dict[str, tuple[str, ...]] = {
     "RECORDING_COMBINE_LEGS": ("recording", "combine_legs"),
     "ANALYTICS_ENABLED": ("analytics", "enabled"),
     "ENABLE_REALTIME_AMQP": ("amqp", "enabled"),
+    "AMQP_URL": ("amqp", "url"),
+    "REALTIME_EXCHANGE_NAME": ("amqp", "exchange"),
     "PUBLISH_PARTIAL_TRANSCRIPTS": ("amqp", "publish_partial_transcripts"),
     "PUBLISH_FINAL_TRANSCRIPTS": ("amqp", "publish_final_transcripts"),
     "PUBLISH_SENTIMENT_UPDATES": ("amqp", "publish_sentiment_updates"),

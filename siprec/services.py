@@ -22,14 +22,18 @@ from siprec.api.healthchecks import CheckResult, HealthStatus
 from siprec.api.metric_sources import counter, gauge, histogram
 from siprec.api.ws import WebSocketHub
 from siprec.config import Config
+from siprec.events.amqp import AmqpPublisher
 from siprec.events.bus import EventBus
+from siprec.events.webhooks import WebhookSender
+from siprec.store.db import Store
 from siprec.stt.pipeline import SttService
 
 log = logging.getLogger("siprec.app")
 
-STT_SHUTDOWN_JOBS_S = (
-    30.0  # post-call jobs still queued at shutdown get this long, the rest is logged as dropped
-)
+# Post-call jobs still queued at shutdown get this long; the rest are logged as dropped.
+STT_SHUTDOWN_JOBS_S = 30.0
+# AMQP confirms and webhook attempts in flight at shutdown (the outbox keeps what is unconfirmed).
+DELIVERY_STOP_S = 5.0
 
 _STT_HEALTH = {
     "ok": HealthStatus.HEALTHY,
@@ -54,6 +58,12 @@ class Services:
             session_exists=lambda call_id: api.sessions.session(call_id) is not None,
         )
         api.ws_hub = self.ws_hub
+        self.store: Store | None = None  # opened at start when a component needs it (the AMQP outbox)
+        self.amqp: AmqpPublisher | None = None
+        self.webhooks = WebhookSender(config.webhooks, bus=bus) if config.webhooks.urls else None
+        if self.webhooks is not None:
+            api.health.add("webhooks", self.webhooks.health_check)
+            api.components["webhooks"] = self.webhooks
         if self.stt is not None:
             api.components["stt"] = self.stt
             api.health.add("stt", _stt_check(self.stt))
@@ -66,12 +76,49 @@ class Services:
             )  # a bad stt section raises ConfigError; a provider failing to load does not
             if self.stt.stats()["provider"] is not None:
                 self.media.stt = self.stt
+        if self.config.amqp.enabled:
+            # The outbox lives in the store: an event is committed before it is published (nothing lost).
+            self.store = await Store.open(self.config.store.url)
+            self.api.health.add("store", self.store.health_check, critical=True)
+            self.api.components["store"] = self.store
+            self.amqp = AmqpPublisher(self.config.amqp, self.store, bus=self.bus)
+            await self.amqp.start()
+            self.api.health.add("amqp", self.amqp.health_check)
+            self.api.metrics.add_source("amqp", _amqp_metrics(self.amqp))
+            self.api.components["amqp"] = self.amqp
+        if self.webhooks is not None:
+            await self.webhooks.start()
 
     async def stop(self) -> None:
         if self.stt is not None:
             if self.media is not None:
                 self.media.stt = None
             await self.stt.close(jobs_timeout_s=STT_SHUTDOWN_JOBS_S)
+        if self.webhooks is not None:
+            await self.webhooks.stop(timeout=DELIVERY_STOP_S)
+        if self.amqp is not None:
+            await self.amqp.stop(timeout=DELIVERY_STOP_S)
+            self.amqp = None
+        if self.store is not None:
+            await self.store.close()
+            self.store = None
+
+
+def _amqp_metrics(amqp: AmqpPublisher) -> Callable[[], Iterable[Metric]]:
+    def collect() -> Iterable[Metric]:
+        s = amqp.stats()
+        return [
+            counter(
+                "siprec_amqp_published", "Events published to RabbitMQ (re-sends included)", s["published"]
+            ),
+            counter("siprec_amqp_confirmed", "Events confirmed by RabbitMQ", s["confirmed"]),
+            counter("siprec_amqp_nacked", "Events refused by RabbitMQ (sent again)", s["nacked"]),
+            counter("siprec_amqp_reconnects", "Connections re-opened", s["reconnects"]),
+            gauge("siprec_amqp_connected", "1 while connected to the broker", int(bool(s["connected"]))),
+            gauge("siprec_amqp_outbox_depth", "Events stored but not yet confirmed", s["outbox_depth"]),
+        ]
+
+    return collect
 
 
 def _stt_check(stt: SttService) -> Callable[[], Awaitable[CheckResult]]:
