@@ -11,7 +11,15 @@ import sys
 import time
 
 # media_load starts a real server and sipp: its rows (N = BENCH_CALLS, default 100,500,1000) come last.
-MODULES = ("bench.sip_parser", "bench.rtp_path", "bench.media_load")
+MODULES = (
+    "bench.sip_parser",
+    "bench.rtp_path",
+    "bench.ws_fanout",  # 200 WebSocket clients on one call, one never reading
+    "tests.integration.store.outbox_throughput",  # AMQP outbox: events/s stored, published and confirmed
+    "bench.stt_whisper",  # concurrent live legs in real time, end-of-utterance -> final latency
+    "bench.stt_pocketsphinx",
+    "bench.media_load",
+)
 
 
 def _fmt(value: object) -> str:
