@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import os
 import re
 import stat
@@ -30,6 +31,8 @@ from pathlib import Path
 from aiohttp import web
 
 from siprec.api.errors import ApiError
+
+log = logging.getLogger("siprec.api.recordings")
 
 __all__ = ["DownloadPlan", "FileValidators", "plan_download", "send_file"]
 
@@ -219,12 +222,22 @@ async def send_file(
         if plan.content_range is not None:
             response.headers["Content-Range"] = plan.content_range
         await response.prepare(request)
-        if request.method != "HEAD":
-            await _copy(fobj, plan.start, plan.length, response)
-        await response.write_eof()
-        return response
+        try:
+            if request.method != "HEAD":
+                await _copy(fobj, plan.start, plan.length, response)
+            await response.write_eof()
+        except _FileShrank as exc:
+            log.warning("%s: %s; connection closed", path, exc)
+            response.force_close()  # the promised length cannot be met: the client must see the cut
+        except ConnectionResetError:
+            log.info("download of %s stopped: the client went away", path.name)
+        return response  # aiohttp finishes it quietly on a closed connection
     finally:
         fobj.close()
+
+
+class _FileShrank(Exception):
+    pass
 
 
 def _open_regular(path: Path) -> io.FileIO:
@@ -244,8 +257,7 @@ async def _copy(fobj: io.FileIO, start: int, length: int, response: web.StreamRe
     while left > 0:
         chunk = await loop.run_in_executor(None, os.pread, fobj.fileno(), min(CHUNK_BYTES, left), offset)
         if not chunk:
-            # The file shrank under us: the promised Content-Length cannot be met; abort the connection.
-            raise ConnectionResetError(f"file shrank while being sent ({left} bytes short)")
+            raise _FileShrank(f"the file shrank while being sent ({left} bytes short)")
         await response.write(chunk)
         offset += len(chunk)
         left -= len(chunk)

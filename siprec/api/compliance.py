@@ -267,6 +267,19 @@ async def gdpr_export(request: web.Request) -> web.StreamResponse:
     )
     await response.prepare(request)
     archive = ZipStream(response)
+    try:
+        await _write_archive(archive, listing, subject)
+    except ConnectionResetError:
+        log.info("GDPR export stopped after %d bytes: the client went away", archive.bytes_out)
+        return response  # aiohttp finishes it quietly on the closed connection
+    log.info("GDPR export sent: %d member(s), %d bytes", len(archive.members), archive.bytes_out)
+    return response
+
+
+async def _write_archive(
+    archive: ZipStream, listing: list[tuple[Recording, list[tuple[str, int]]]], subject: GdprSubject
+) -> None:
+    """Every listed file under recordings/<date>/<folder>/, then index.json, then the central directory."""
     recordings: list[dict[str, Any]] = []
     missing: list[str] = []
     for rec, files in listing:
@@ -290,8 +303,6 @@ async def gdpr_export(request: web.Request) -> web.StreamResponse:
     }
     await archive.add_bytes("index.json", json.dumps(index_doc, indent=2, ensure_ascii=False).encode("utf-8"))
     await archive.finish()
-    log.info("GDPR export sent: %d member(s), %d bytes", len(archive.members), archive.bytes_out)
-    return response
 
 
 @routes.post(

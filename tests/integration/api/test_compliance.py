@@ -8,12 +8,14 @@ import hashlib
 import io
 import json
 import logging
+import os
 import time
 import tracemalloc
 import zipfile
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import jwt
 import pytest
 
@@ -274,3 +276,36 @@ async def test_without_any_credential_configured_export_and_erase_are_refused(tm
             api, "/api/compliance/gdpr/erase", {"call_id": "nokey@src", "confirm": True}, {}
         )
         assert (status, body["error"]["code"]) == (401, "AUTH_NOT_CONFIGURED") and folder.is_dir()
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_clients_that_go_away_mid_download_leak_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with api_server(tmp_path, AUTH) as api:
+        folder = write_recording(rec_root(api), "gone@src", DAY1, seconds=240.0)
+        await wait_for(lambda: True)
+        before = open_fds()
+        for _ in range(3):
+            async with aiohttp.ClientSession() as http:  # its own connection, closed under the server's feet
+                async with http.post(
+                    api.url("/api/compliance/gdpr/export"), json={"call_id": "gone@src"}, headers=HEADERS
+                ) as r:
+                    assert r.status == 200
+                    await r.content.readexactly(256 * 1024)
+                async with http.get(api.url("/api/recordings/gone%40src/audio/combined")) as r:
+                    assert r.status == 200
+                    await r.content.readexactly(256 * 1024)
+        await wait_for(lambda: open_fds() <= before, what="the server to close every file it opened")
+        # The server is fine and the files untouched
+        status, _, data = await export(api, {"call_id": "gone@src"})
+        assert status == 200
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            assert (
+                archive.read("recordings/2026-03-01/gone@src/combined.wav")
+                == (folder / "combined.wav").read_bytes()
+            )
+        assert "Traceback" not in caplog.text and "internal error" not in caplog.text
