@@ -109,7 +109,12 @@ class Decoded:
 
 
 def _load_model_class() -> type:
+    import tqdm
     from faster_whisper import WhisperModel
+
+    # faster-whisper makes a (disabled) progress bar per decode, and tqdm starts a monitor thread for it that
+    # outlives the provider. Its only use is to refresh slow interactive bars; a server has none.
+    tqdm.tqdm.monitor_interval = 0
 
     class WindowedWhisperModel(WhisperModel):  # type: ignore[misc]
         """faster-whisper's model, whose encoder input can be cut to the current thread's window."""

@@ -140,7 +140,7 @@ class UtteranceSegmenter:
             out.extend(self._close(self._quietest_cut()))
         elif self._partial_frames is not None:
             self._since_partial += 1
-            if self._since_partial >= self._partial_frames:
+            if self._since_partial >= self._partial_frames and speech:  # none during the closing silence
                 self._since_partial = 0
                 out.append(self._snapshot())
         return out

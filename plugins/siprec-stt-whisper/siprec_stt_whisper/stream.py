@@ -18,7 +18,7 @@ from .config import WhisperConfig
 from .model import Decoded, WhisperEngine
 from .pool import DecodePool, Priority
 from .segmenter import FrameAssembler, Utterance, UtteranceSegmenter
-from .vad import FrameVad
+from .vad import SAMPLE_RATE, FrameVad
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class WhisperStream:
         )
         self._partial_job: asyncio.Future[Decoded] | None = None
         self._closed_seq = -1  # seq of the newest final taken: partials of it or older are stale
-        self._backlog_s = 0.0
+        self._fed_until = 0.0  # feed-clock end of the newest block
         self._wake = asyncio.Event()
         self._results: asyncio.Queue[object] = asyncio.Queue()
         self._closing = False
@@ -89,8 +89,10 @@ class WhisperStream:
 
     @property
     def backlog_s(self) -> float:
-        """Seconds of finished utterances fed and not decoded yet (the pipeline watches it for lag)."""
-        return self._backlog_s
+        """How far the finals are behind the feed: feed-clock seconds from the end of the oldest utterance still
+        waiting for its final to the end of the audio fed (0 when every final is out). It includes the silence
+        that ended the utterance; the pipeline watches it for a leg falling behind real time."""
+        return max(0.0, self._fed_until - self._finals[0].speech_end) if self._finals else 0.0
 
     def feed(self, pcm: np.ndarray, timestamp: float) -> None:
         if self._error is not None:
@@ -100,6 +102,7 @@ class WhisperStream:
         if not isinstance(pcm, np.ndarray) or pcm.dtype != np.int16 or pcm.ndim != 1:
             raise SttError(f"feed() takes 1-D int16 samples, got {getattr(pcm, 'dtype', type(pcm))!s}")
         samples = pcm.astype(np.float32) * (1.0 / 32768.0)
+        self._fed_until = max(self._fed_until, timestamp + len(pcm) / SAMPLE_RATE)
         for frame, start in self._assembler.push(samples, timestamp):
             self._take(self._segmenter.push(frame, start))
 
@@ -107,7 +110,6 @@ class WhisperStream:
         for u in utterances:
             if u.final:
                 self._finals.append(u)
-                self._backlog_s += u.duration_s
                 self._closed_seq = u.seq
                 self._partial = None
                 if self._partial_job is not None:
@@ -133,7 +135,6 @@ class WhisperStream:
                         utterance = self._finals[0]
                         decoded = await self._decode(utterance, Priority.FINAL)
                         self._finals.popleft()
-                        self._backlog_s = max(0.0, self._backlog_s - utterance.duration_s)
                         self._results.put_nowait(to_transcript(utterance, decoded))
                         continue
                     utterance, self._partial = self._partial, None
