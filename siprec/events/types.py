@@ -235,8 +235,8 @@ class SttStarted(Event):
 
 @dataclass(frozen=True)
 class RecordingErased(Event):
-    """A recording folder and every file in it were erased (GDPR erasure through the API). `files` are the
-    names relative to the folder; `reason` says why (gdpr)."""
+    """A recording folder and every file in it were erased (GDPR erasure through the API). `folder` is
+    <date>/<folder> relative to recording.dir, `files` the names relative to the folder, `reason` why (gdpr)."""
 
     type: ClassVar[str] = "recording_erased"
 
