@@ -2,9 +2,9 @@
 
 - GET /api/compliance/status (READ): recordings held (count, in progress, bytes, oldest and newest), retention
   and encryption state, the GDPR routes. The totals come from a walk of recording.dir, kept up to 30 s.
-- POST /api/compliance/gdpr/export (WRITE, body {call_id | participant}): a ZIP, streamed, of every file of every matching recording
-  (manifest, metadata XML, transcript.json, audio) under recordings/<date>/<folder>/, plus index.json (what was
-  matched, each member's size and SHA-256, files that vanished meanwhile).
+- POST /api/compliance/gdpr/export (WRITE, body {call_id | participant}): a ZIP, streamed, of every file of every
+  matching recording (manifest, metadata XML, transcript.json, audio) under recordings/<date>/<folder>/, plus
+  index.json (what was matched, each member's size and SHA-256, files that vanished meanwhile).
 - POST /api/compliance/gdpr/erase (WRITE, body {call_id | participant, confirm: true}, or dry_run: true to see
   what would go): removes the matching recording folders entirely, refuses with 409 SESSION_ACTIVE while any of
   them is live or being finalised (its .inprogress marker exists: recording, or FLAC transcoding after the call),
@@ -16,8 +16,8 @@ URI parameters and case ignored; phone numbers compared by their digits). Both g
 Substring matching is only for browsing (/api/recordings?participant=); an erasure never goes by substring.
 
 Export is READ-level data, but all of a person's calls in one archive: it asks for WRITE-level credentials, like
-erasure. Seed compatibility: the seed's POST {"call_id"} works for both routes (its export answered a server-side
-path; this one streams the archive to the caller).
+erasure. Seed compatibility: the seed's POST {"call_id"} works for both routes (its export wrote to a server-side
+directory and answered the path; this one streams the archive to the caller).
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from siprec.api.context import ApiContext
 from siprec.api.errors import ApiError
-from siprec.api.recording_index import ErasedFolder, LiveSession, Recording, index_for
+from siprec.api.recording_index import index_for
+from siprec.api.recording_model import ErasedFolder, LiveSession, Recording
 from siprec.api.recordings import live_sessions
 from siprec.api.routing import BODY, Access, Reply, RouteTable, api_context, json_reply
 from siprec.api.zip_stream import ZipStream

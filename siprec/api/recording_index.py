@@ -8,8 +8,8 @@ Cost: a listing walks the day folders newest first and stops once the page is fu
 `offset`, when no filter needs the manifests, costs one directory read. The order within a day comes from the
 start times, read once per folder and kept per day; manifests are summarised through a bounded LRU cache validated
 by (mtime_ns, size), and read only for the recordings returned (or, filtering by participant or state, for the days
-walked), so a listing re-reads only manifests that changed. Looking a Call-ID
-up costs a couple of stat() calls per day folder. Everything here does blocking file I/O: the routes call it from a
+walked), so a listing re-reads only manifests that changed. Looking a Call-ID up costs a couple of stat() calls
+per day folder. Everything here does blocking file I/O: the routes call it from a
 worker thread, and the cache is guarded by a lock.
 
 States: a folder's state is its manifest's ("recording", "completed", "interrupted"); a folder without a readable
@@ -30,291 +30,34 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from siprec.events.types import ParticipantInfo
-from siprec.recording.manifest import MANIFEST, MARKER_DIR, iso_time
+from siprec.api.recording_model import (
+    ArchiveUsage,
+    ErasedFolder,
+    LiveSession,
+    Recording,
+    RecordingFilter,
+    is_plain_name,
+    participant_key,
+    summary_from_manifest,
+    summary_without_manifest,
+)
+from siprec.recording.manifest import MANIFEST, MARKER_DIR
 from siprec.srs.session import safe_name
 
 if TYPE_CHECKING:
     from siprec.api.context import ApiContext
 
-__all__ = [
-    "ArchiveUsage",
-    "CombinedFile",
-    "ErasedFolder",
-    "LegFile",
-    "LiveSession",
-    "Recording",
-    "RecordingFilter",
-    "RecordingIndex",
-    "index_for",
-    "participant_key",
-]
+__all__ = ["RecordingIndex", "index_for"]
 
 log = logging.getLogger("siprec.api.recordings")
 
 DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-LEG_SELECTOR = re.compile(r"^leg-(\d{1,6})$")
-COMBINED = "combined"
-INCOMPLETE = "incomplete"
-RECORDING = "recording"
 DEFAULT_CACHE_SIZE = 4096
 DAY_ORDER_CACHE = 64  # days whose folder order (start times) is kept; listings touch the recent ones
 MAX_SAME_DAY_REUSE = 1000  # session_folder's own bound on "-2", "-3"... folders of one Call-ID per day
-AUDIO_TYPES = {".wav": "audio/wav", ".flac": "audio/flac"}
-_PHONE_SEPARATORS = re.compile(r"[\s().\-]")
-_PHONE = re.compile(r"^\+?\d{3,}$")
-
-
-# --- what a folder holds --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LegFile:
-    index: int
-    label: str | None
-    file: str
-    codec: str | None
-    duration_s: float | None
-
-
-@dataclass(frozen=True)
-class CombinedFile:
-    file: str
-    channels: int | None
-    sample_rate: int | None
-    duration_s: float | None
-
-
-@dataclass(frozen=True)
-class LiveSession:
-    """A session still recording (from the session directory), by the folder it writes into."""
-
-    call_id: str
-    session_id: str
-    started_at: float
-    participants: tuple[ParticipantInfo, ...] = ()
-
-
-@dataclass(frozen=True)
-class Recording:
-    """One recording folder, summarised from its manifest (or from its live session while it has none)."""
-
-    folder: Path  # absolute, inside the index root
-    day: str  # YYYY-MM-DD (UTC), the date folder
-    call_id: str | None
-    session_id: str | None
-    state: str
-    started_at: str | None
-    started_at_unix: float | None
-    ended_at: str | None
-    duration_s: float | None
-    format: str | None
-    participants: tuple[ParticipantInfo, ...]
-    legs: tuple[LegFile, ...]
-    combined: CombinedFile | None
-    has_manifest: bool
-
-    @property
-    def name(self) -> str:
-        return self.folder.name
-
-    @property
-    def relative(self) -> str:
-        return f"{self.day}/{self.folder.name}"
-
-    @property
-    def sort_key(self) -> tuple[float, str]:
-        return (self.started_at_unix or 0.0, self.folder.name)
-
-    def audio(self, selector: str) -> LegFile | CombinedFile | None:
-        """The file behind `leg-<n>` (the first leg of m-line n) or `combined`; None when there is none."""
-        if selector == COMBINED:
-            return self.combined
-        match = LEG_SELECTOR.match(selector)
-        if match is None:
-            return None
-        index = int(match.group(1))
-        return next((leg for leg in self.legs if leg.index == index), None)
-
-
-@dataclass(frozen=True)
-class RecordingFilter:
-    """Which recordings a listing shows. `since`/`until` are inclusive and timezone-aware."""
-
-    since: datetime | None = None
-    until: datetime | None = None
-    participant: str | None = None  # case-insensitive substring of a participant's id, aor or name
-    state: str | None = None
-
-    def day_bounds(self) -> tuple[str | None, str | None]:
-        first = self.since.astimezone(UTC).strftime("%Y-%m-%d") if self.since else None
-        last = self.until.astimezone(UTC).strftime("%Y-%m-%d") if self.until else None
-        return first, last
-
-    @property
-    def needs_summary(self) -> bool:
-        """Whether deciding needs the manifest (participant or state), not just the start time."""
-        return self.participant is not None or self.state is not None
-
-    def covers_day(self, day: str) -> bool:
-        """True when every folder of `day` is selected whatever its manifest says (so a day can be counted)."""
-        if self.needs_summary:
-            return False
-        start = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC)
-        end = start + timedelta(days=1) - timedelta(microseconds=1)
-        return not (self.since is not None and self.since > start) and not (
-            self.until is not None and self.until < end
-        )
-
-    def selects_time(self, started_at_unix: float | None) -> bool:
-        """The time bounds (a folder with no known start time is decided by its date folder alone)."""
-        if started_at_unix is None:
-            return True
-        if self.since is not None and started_at_unix < self.since.timestamp():
-            return False
-        return not (self.until is not None and started_at_unix > self.until.timestamp())
-
-    def selects(self, rec: Recording) -> bool:
-        if not self.selects_time(rec.started_at_unix):
-            return False
-        if self.state is not None and rec.state != self.state:
-            return False
-        if self.participant is not None:
-            needle = self.participant.casefold()
-            return any(
-                needle in value.casefold()
-                for p in rec.participants
-                for value in (p.id, p.aor, p.name)
-                if value
-            )
-        return True
-
-
-@dataclass(frozen=True)
-class ErasedFolder:
-    recording: Recording
-    files: tuple[str, ...]  # paths relative to the folder
-    bytes: int
-
-
-@dataclass(frozen=True)
-class ArchiveUsage:
-    recordings: int
-    bytes: int
-    days: int
-    oldest_started_at: float | None
-    newest_started_at: float | None
-    computed_at: float  # Unix time
-
-
-# --- matching a data subject ----------------------------------------------------------------------------------
-
-
-def participant_key(text: str) -> str | None:
-    """The identity an AOR or phone number denotes, for exact (GDPR) matching.
-
-    A phone number, bare or as the user part of a sip:/sips:/tel: URI, becomes `tel:<digits>` (separators and
-    "+" dropped, so "+1 (555) 010-9999" equals "sip:+15550109999@carrier.example"); anything else becomes
-    `user@host` in lower case without scheme, URI parameters or angle brackets. Empty text gives None."""
-    value = text.strip().strip("<>").strip()
-    lowered = value.casefold()
-    for scheme in ("sips:", "sip:", "tel:"):
-        if lowered.startswith(scheme):
-            value = value[len(scheme) :]
-            break
-    value = value.split(";", 1)[0].split("?", 1)[0].split(">", 1)[0].strip()
-    if not value:
-        return None
-    user, _, host = value.partition("@")
-    phone = _PHONE_SEPARATORS.sub("", user)
-    if _PHONE.match(phone):
-        return "tel:" + phone.lstrip("+")
-    return f"{user}@{host}".casefold() if host else user.casefold()
-
-
-def _is_plain_name(name: object) -> bool:
-    return (
-        isinstance(name, str)
-        and bool(name)
-        and "/" not in name
-        and "\\" not in name
-        and "\x00" not in name
-        and not name.startswith(".")
-    )
-
-
-# --- manifest summaries ---------------------------------------------------------------------------------------
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def _integer(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _participants(items: Any) -> tuple[ParticipantInfo, ...]:
-    out = []
-    for p in items if isinstance(items, list) else []:
-        if isinstance(p, dict) and isinstance(p.get("id"), str):
-            out.append(ParticipantInfo(p["id"], _text(p.get("aor")), _text(p.get("name"))))
-    return tuple(out)
-
-
-def _summary(folder: Path, day: str, data: dict[str, Any]) -> Recording:
-    legs = []
-    for entry in data.get("legs") if isinstance(data.get("legs"), list) else []:
-        if (
-            isinstance(entry, dict)
-            and _integer(entry.get("index")) is not None
-            and _is_plain_name(entry.get("file"))
-        ):
-            legs.append(
-                LegFile(entry["index"], _text(entry.get("label")), entry["file"], _text(entry.get("codec")),
-                        _number(entry.get("duration_s")))
-            )  # fmt: skip
-    raw = data.get("combined")
-    combined = (
-        CombinedFile(raw["file"], _integer(raw.get("channels")), _integer(raw.get("sample_rate")),
-                     _number(raw.get("duration_s")))
-        if isinstance(raw, dict) and _is_plain_name(raw.get("file"))
-        else None
-    )  # fmt: skip
-    return Recording(
-        folder=folder,
-        day=day,
-        call_id=_text(data.get("call_id")),
-        session_id=_text(data.get("session_id")),
-        state=_text(data.get("state")) or INCOMPLETE,
-        started_at=_text(data.get("started_at")),
-        started_at_unix=_number(data.get("started_at_unix")),
-        ended_at=_text(data.get("ended_at")),
-        duration_s=_number(data.get("duration_s")),
-        format=_text(data.get("format")),
-        participants=_participants(data.get("participants")),
-        legs=tuple(legs),
-        combined=combined,
-        has_manifest=True,
-    )
-
-
-def _without_manifest(folder: Path, day: str, live: LiveSession | None) -> Recording:
-    return Recording(
-        folder=folder, day=day, call_id=live.call_id if live else None, session_id=live.session_id if live else None,
-        state=RECORDING if live else INCOMPLETE, started_at=iso_time(live.started_at) if live else None,
-        started_at_unix=live.started_at if live else None, ended_at=None, duration_s=None, format=None,
-        participants=live.participants if live else (), legs=(), combined=None, has_manifest=False,
-    )  # fmt: skip
 
 
 # --- the index ------------------------------------------------------------------------------------------------
@@ -364,21 +107,25 @@ class RecordingIndex:
         try:
             st = os.stat(manifest, follow_symlinks=False)
         except OSError:
-            return _without_manifest(folder, day, live.get(folder))
+            return summary_without_manifest(folder, day, live.get(folder))
         key = (st.st_mtime_ns, st.st_size)
         with self._lock:
             cached = self._cache.get(folder)
             if cached is not None and cached[:2] == key:
                 self._cache.move_to_end(folder)
                 summary = cached[2]
-                return summary if summary is not None else _without_manifest(folder, day, live.get(folder))
+                return (
+                    summary
+                    if summary is not None
+                    else summary_without_manifest(folder, day, live.get(folder))
+                )
         summary = self._read_summary(folder, day, manifest, st)
         with self._lock:
             self._cache[folder] = (*key, summary)
             self._cache.move_to_end(folder)
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
-        return summary if summary is not None else _without_manifest(folder, day, live.get(folder))
+        return summary if summary is not None else summary_without_manifest(folder, day, live.get(folder))
 
     def _read_summary(self, folder: Path, day: str, manifest: Path, st: os.stat_result) -> Recording | None:
         self.manifest_reads += 1
@@ -392,7 +139,7 @@ class RecordingIndex:
         if not isinstance(data, dict):
             log.warning("unreadable manifest %s: not a JSON object", manifest)
             return None
-        return _summary(folder, day, data)
+        return summary_from_manifest(folder, day, data)
 
     def manifest(self, rec: Recording) -> dict[str, Any] | None:
         """The whole manifest.json of a recording (read now, not cached), None when it has none."""
@@ -532,7 +279,7 @@ class RecordingIndex:
 
     def audio_path(self, rec: Recording, name: str) -> Path | None:
         """The file a manifest names, if it is a regular file directly inside the recording's folder."""
-        if not _is_plain_name(name):
+        if not is_plain_name(name):
             return None
         path = rec.folder / name
         try:

@@ -31,14 +31,14 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from siprec.api.byte_ranges import send_file
 from siprec.api.context import ApiContext
 from siprec.api.errors import ApiError, bad_request, not_found
-from siprec.api.recording_index import (
+from siprec.api.recording_index import index_for
+from siprec.api.recording_model import (
     AUDIO_TYPES,
     CombinedFile,
     LegFile,
     LiveSession,
     Recording,
     RecordingFilter,
-    index_for,
 )
 from siprec.api.routing import QUERY, Access, Reply, RouteTable, api_context, json_reply
 

@@ -10,12 +10,8 @@ from typing import Any
 
 import pytest
 
-from siprec.api.recording_index import (
-    LiveSession,
-    RecordingFilter,
-    RecordingIndex,
-    participant_key,
-)
+from siprec.api.recording_index import RecordingIndex
+from siprec.api.recording_model import LiveSession, RecordingFilter, participant_key
 from siprec.events.types import ParticipantInfo
 from siprec.recording.manifest import iso_time, set_marker, write_manifest
 from siprec.srs.session import safe_name, session_folder
