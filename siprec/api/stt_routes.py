@@ -27,14 +27,9 @@ import asyncio
 import json
 import logging
 import math
-import os
-import tempfile
-from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import soundfile
-from aiohttp import BodyPartReader, web
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 
 from siprec.api.context import ApiContext
@@ -42,6 +37,7 @@ from siprec.api.errors import ApiError, not_found, unavailable
 from siprec.api.recording_index import index_for
 from siprec.api.recordings import find_recording
 from siprec.api.routing import QUERY, Access, RouteTable, api_context, json_reply
+from siprec.api.stt_uploads import AUDIO_TYPES, audio_seconds, multipart_file, save_upload
 from siprec.recording.manifest import iso_time
 from siprec.stt.jobs import STATES, Job, PostCallQueue, file_job
 from siprec.stt.provider import describe
@@ -53,17 +49,6 @@ log = logging.getLogger("siprec.api.stt")
 
 routes = RouteTable("stt", "Speech-to-text: post-call jobs, providers, latency")
 
-MAX_UPLOAD_BYTES = 64 * 1024 * 1024
-AUDIO_TYPES = {
-    "audio/wav": ".wav",
-    "audio/x-wav": ".wav",
-    "audio/wave": ".wav",
-    "audio/vnd.wave": ".wav",
-    "audio/flac": ".flac",
-    "audio/x-flac": ".flac",
-}
-AUDIO_FORMATS = ("WAV", "FLAC")
-CHUNK = 256 * 1024
 _JOB_ID = {"type": "string", "minLength": 1, "maxLength": 64}
 _AUDIO = {"type": "string", "format": "binary", "description": "A mono WAV or FLAC file"}
 JobState = Literal["queued", "running", "done", "failed", "abandoned", "cancelled"]
@@ -296,103 +281,21 @@ def _active_provider(service: SttService) -> str:
     return str(provider)
 
 
-# --- uploads ---------------------------------------------------------------------------------------------------
-
-
-async def _save_upload(reader: Any, suffix: str, declared: int | None) -> Path:
-    """Stream `reader` (request.content or a multipart part) to a temporary file, at most MAX_UPLOAD_BYTES."""
-    if declared is not None and declared > MAX_UPLOAD_BYTES:
-        raise _too_large()
-    fd, name = tempfile.mkstemp(prefix="siprec-stt-upload-", suffix=suffix)
-    path = Path(name)
-    size = 0
-    try:
-        with os.fdopen(fd, "wb") as out:
-            while True:
-                chunk = await _read_chunk(reader)
-                if not chunk:
-                    break
-                size += len(chunk)
-                if size > MAX_UPLOAD_BYTES:
-                    raise _too_large()
-                await asyncio.to_thread(_write, out, chunk)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    return path
-
-
-async def _read_chunk(reader: Any) -> bytes:
-    if isinstance(reader, BodyPartReader):
-        return bytes(await reader.read_chunk(CHUNK))
-    return bytes(await reader.read(CHUNK))
-
-
-def _write(out: IO[bytes], chunk: bytes) -> None:
-    out.write(chunk)
-
-
-def _too_large() -> ApiError:
-    return ApiError(
-        413, "PAYLOAD_TOO_LARGE", f"audio uploads are limited to {MAX_UPLOAD_BYTES} bytes",
-        {"max_bytes": MAX_UPLOAD_BYTES},
-    )  # fmt: skip
-
-
-async def _audio_seconds(path: Path, *, what: str) -> float:
-    """Duration of a mono WAV/FLAC file; ApiError when it is not one."""
-    try:
-        info = await asyncio.to_thread(soundfile.info, str(path))
-    except (RuntimeError, OSError) as exc:  # soundfile.LibsndfileError is a RuntimeError
-        raise ApiError(
-            400, "INVALID_AUDIO", f"{what} is not a readable WAV or FLAC file", {"reason": str(exc)}
-        ) from None
-    if info.format not in AUDIO_FORMATS:
-        raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE", f"{what} must be WAV or FLAC (got {info.format})")
-    if info.channels != 1:
-        raise ApiError(400, "MONO_REQUIRED", f"{what} must have one channel (got {info.channels})")
-    if info.frames <= 0 or info.samplerate <= 0:
-        raise ApiError(400, "EMPTY_AUDIO", f"{what} holds no audio")
-    return float(info.frames) / info.samplerate
+# --- submissions ---------------------------------------------------------------------------------------------
 
 
 async def _upload_job(request: web.Request, provider: str) -> Job:
     ctype = request.content_type
     if ctype == "multipart/form-data":
-        try:
-            path = await _multipart_file(request)
-        except (
-            HttpProcessingError,
-            ValueError,
-            RuntimeError,
-            TypeError,
-        ) as exc:  # what aiohttp's reader raises
-            raise ApiError(
-                400, "INVALID_MULTIPART", "the multipart body cannot be read", {"reason": str(exc)}
-            ) from None
+        path = await multipart_file(request)
     else:
-        path = await _save_upload(request.content, AUDIO_TYPES[ctype], request.content_length)
+        path = await save_upload(request.content, AUDIO_TYPES[ctype], request.content_length)
     try:
-        seconds = await _audio_seconds(path, what="the uploaded file")
+        seconds = await audio_seconds(path, what="the uploaded file")
     except BaseException:
         path.unlink(missing_ok=True)
         raise
     return file_job(path, seconds, provider, discard_path=True)
-
-
-async def _multipart_file(request: web.Request) -> Path:
-    reader = await request.multipart()
-    part = await reader.next()
-    while part is not None and not (isinstance(part, BodyPartReader) and part.name == "file"):
-        await part.release()
-        part = await reader.next()
-    if part is None:
-        raise ApiError(400, "FILE_REQUIRED", "the multipart body needs a 'file' part with the audio")
-    suffix = AUDIO_TYPES.get(part.headers.get("Content-Type", "").split(";")[0].strip().lower())
-    if suffix is None:
-        named = Path(part.filename or "").suffix.lower()
-        suffix = named if named in AUDIO_TYPES.values() else ""
-    return await _save_upload(part, suffix, None)
 
 
 def _submit_request(data: Any) -> SttSubmitRequest:
@@ -429,7 +332,7 @@ async def _recording_jobs(ctx: ApiContext, body: SttSubmitRequest, provider: str
             raise not_found(
                 "LEG_NOT_FOUND", f"leg file {leg.file} is missing", call_id=body.call_id, leg=leg.index
             )
-        seconds = await _audio_seconds(path, what=f"leg file {leg.file}")
+        seconds = await audio_seconds(path, what=f"leg file {leg.file}")
         jobs.append(
             file_job(
                 path,
@@ -457,7 +360,7 @@ async def _recording_jobs(ctx: ApiContext, body: SttSubmitRequest, provider: str
 )  # fmt: skip
 async def submit(request: web.Request) -> web.StreamResponse:
     """Body: application/json {call_id, session_id?, leg?}; or audio/wav | audio/flac (the file itself); or
-    multipart/form-data with a `file` part. Mono audio only; uploads up to 64 MiB."""
+    multipart/form-data with a `file` part. Mono audio only; uploads up to 64 MiB (siprec.api.stt_uploads)."""
     ctx = api_context(request)
     service = _service(ctx)
     queue = _queue(service)

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from siprec.api import stt_routes
+from siprec.api import stt_uploads
 from siprec.config import config_from_mapping
 from siprec.events.types import RecordingReady
 from siprec.stt.pipeline import SttService
@@ -242,7 +242,7 @@ async def test_bad_uploads_get_the_envelope(stt: Stt, monkeypatch: pytest.Monkey
     status, body = await stt.submit(b"x", "multipart/form-data")  # no boundary
     assert (status, body["error"]["code"]) == (400, "INVALID_MULTIPART")
 
-    monkeypatch.setattr(stt_routes, "MAX_UPLOAD_BYTES", 20_000)
+    monkeypatch.setattr(stt_uploads, "MAX_UPLOAD_BYTES", 20_000)
     status, body = await stt.submit(piper(1), "audio/wav")  # Content-Length says it at once
     assert (status, body["error"]["code"]) == (413, "PAYLOAD_TOO_LARGE")
 
