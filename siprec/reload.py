@@ -315,12 +315,17 @@ class ConfigReloader:
 
     def register(self, prefixes: str | Iterable[str], apply: Applier, *, name: str | None = None) -> None:
         """Call `apply(old, new)` when a hot key under one of `prefixes` ("limits", "sip.trusted_sources") changed.
-        Makes the APPLIED keys it covers hot. Appliers run in registration order, once per reload."""
+        Makes the APPLIED keys it covers hot. Appliers run in registration order, once per reload. Registering a
+        name again replaces that applier in its place (a component re-created, or wired again after start)."""
         wanted = (prefixes,) if isinstance(prefixes, str) else tuple(prefixes)
         if not wanted or not all(wanted):
             raise ValueError("an applier needs at least one non-empty key prefix")
-        label = name or "+".join(wanted)
-        self._appliers.append(_Registered(wanted, apply, label))
+        entry = _Registered(wanted, apply, name or "+".join(wanted))
+        for i, known in enumerate(self._appliers):
+            if known.name == entry.name:
+                self._appliers[i] = entry
+                return
+        self._appliers.append(entry)
 
     def add_check(self, check: Callable[[Config], None]) -> None:
         """An extra check of every new config (reload and validate): raise ConfigError to refuse it."""
@@ -512,7 +517,8 @@ def register_components(
     amqp_publisher: _FilteredPublisher | None = None,
     webhook_sender: _ConfiguredSender | None = None,
 ) -> None:
-    """The appliers of this module for the components given (log.level always): one call when wiring a server."""
+    """The appliers of this module for the components given (log.level always), under fixed names, so a second
+    call (e.g. after start, once the AMQP publisher exists) adds or replaces without duplicates."""
     reloader.register("log.level", log_level_applier(), name="logging")
     if api is not None:
         reloader.register(AUTH_PREFIXES, auth_applier(api), name="api-auth")

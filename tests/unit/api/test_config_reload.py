@@ -103,6 +103,10 @@ def test_an_applied_key_is_hot_only_while_an_applier_covers_it(
     assert reloader.mode("recording.combine_legs") is KeyMode.LIVE
     with pytest.raises(ValueError):
         reloader.register("", lambda old, new: None)
+    calls: list[str] = []
+    reloader.register("limits", lambda old, new: calls.append("first"), name="x")
+    reloader.register("limits", lambda old, new: calls.append("second"), name="x")  # replaces, same place
+    assert reloader.applier_names == ["limits", "x"]
 
 
 # --- reload ----------------------------------------------------------------------------------------------------
