@@ -60,6 +60,8 @@ CORS_EXPOSE_HEADERS = (
     "Content-Length",
     "Accept-Ranges",
     "Content-Disposition",
+    "ETag",
+    "Last-Modified",
     "WWW-Authenticate",
 )
 CORS_MAX_AGE_S = 600
