@@ -42,6 +42,7 @@ def base_config(tmp: Path) -> dict[str, Any]:
         "auth": {"api_keys": ["old-key"], "jwt_secret": "shh"},
         "log": {"level": "INFO"},
         "limits": {"max_sessions": 0},
+        "stt": {"provider": "none"},  # no model to load: these tests are about the config
     }
 
 
@@ -216,7 +217,7 @@ async def test_validate_checks_a_document_without_applying_it(tmp_path: Path) ->
                 "amqp: {url: 'amqp://guest:hunter2@127.0.0.1:5672/'}",
                 "auth: {api_keys: [old-key], jwt_secret: shh}",
                 "limits: {max_sessions: 3}",
-                "stt: {max_concurrent: 2, provider: pocketsphinx}",
+                "stt: {max_concurrent: 2, provider: pocketsphinx}",  # the file says none
             ]
         )
         headers = {**OLD, "Content-Type": "application/yaml"}
