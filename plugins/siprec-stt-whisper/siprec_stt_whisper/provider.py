@@ -135,9 +135,10 @@ class WhisperProvider:
             "model_loads": self.model_loads,
             "streams": len(self._streams),
             "workers": self.config.workers,
-            "decodes_running": pool.running if pool else 0,
-            "decodes_queued": pool.queued if pool else 0,
-            "decodes_done": dict(pool.done) if pool else {},
+            "jobs_running": pool.running if pool else 0,
+            "jobs_queued": pool.queued if pool else 0,
+            # by priority: final (the model load counts as one), partial, file
+            "jobs_done": dict(pool.done) if pool else {},
             "backlog_s": round(sum(s.backlog_s for s in self._streams), 3),
         }
 
