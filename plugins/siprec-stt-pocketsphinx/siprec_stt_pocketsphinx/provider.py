@@ -69,8 +69,10 @@ class PocketsphinxProvider:
             for i in range(0, len(pcm), block):
                 stream.feed(pcm[i : i + block], i / SAMPLE_RATE)
                 await stream.wait_backlog(FILE_AHEAD_S)
-        finally:
             await stream.close()
+        except BaseException:  # cancelled, or the stream failed: the decoder process drops what is left
+            stream.abort("transcribe_file did not finish")
+            raise
         return [result async for result in stream if result.is_final]
 
     async def close(self) -> None:

@@ -78,7 +78,8 @@ class PocketsphinxStream:
             raise SttError(self._error or "")
 
     async def wait_backlog(self, max_s: float) -> None:
-        """Until at most `max_s` seconds of fed audio wait to be decoded (or the stream has failed)."""
+        """Until at most `max_s` seconds of fed audio wait to be decoded (or the stream has failed). The worker
+        reports progress every 0.1 s of audio, so `max_s` below that may wait for more audio to be fed."""
         while self.backlog_s > max_s and self._error is None and not self._finished.is_set():
             self._progress.clear()
             await self._progress.wait()
@@ -129,6 +130,11 @@ class PocketsphinxStream:
         self._queue.put_nowait(_End(message))
         self._progress.set()
         self._finished.set()
+
+    def abort(self, why: str = "aborted") -> None:
+        """Give up on the stream now, without its last final (a cancelled job): the results end with `why`."""
+        if self._error is None and not self._finished.is_set():
+            self._drop(why)
 
     def _drop(self, why: str) -> None:
         """Give up on the stream here: the worker forgets it, its results end with the error."""

@@ -17,7 +17,9 @@ from siprec_stt_pocketsphinx import wire
 from siprec_stt_pocketsphinx.config import DecoderSettings
 from siprec_stt_pocketsphinx.decoder import ModelError, StreamDecoder, make_decoder
 
-DONE_EVERY = 5  # AUDIO messages (about 100 ms of audio) between progress reports of a stream
+DONE_EVERY_S = (
+    0.1  # of decoded audio between progress reports of a stream (so a backlog is never off by more)
+)
 KEEP_IDLE = 1  # decoders of closed streams kept for the next stream (building one takes ~0.5 s and 90 MB)
 
 
@@ -51,7 +53,8 @@ def serve(inp: BinaryIO, out_stream: BinaryIO) -> int:
     out.send((wire.READY, os.getpid()))
     out.flush()
     streams: dict[int, StreamDecoder] = {}
-    audio_messages: dict[int, int] = {}
+    reported: dict[int, int] = {}  # samples of each stream last reported in a DONE
+    done_every = int(DONE_EVERY_S * settings.sample_rate)
     while (message := wire.read_message(inp)) is not None:
         kind, sid = message[0], message[1]
         try:
@@ -62,18 +65,18 @@ def serve(inp: BinaryIO, out_stream: BinaryIO) -> int:
                 results = stream.feed(message[2], message[3])
                 for result in results:
                     out.send((wire.RESULT, sid, result))
-                n = audio_messages[sid] = audio_messages[sid] + 1
-                if results or n % DONE_EVERY == 0:
+                if results or stream.samples_in - reported[sid] >= done_every:
+                    reported[sid] = stream.samples_in
                     out.send((wire.DONE, sid, stream.samples_in))
             elif kind == wire.OPEN:
                 decoder = idle.pop() if idle else None
                 streams[sid] = StreamDecoder(
                     settings, partials=message[2], language=message[3], decoder=decoder
                 )
-                audio_messages[sid] = 0
+                reported[sid] = 0
             elif kind == wire.CLOSE:
                 stream = streams.pop(sid)
-                audio_messages.pop(sid, None)
+                reported.pop(sid, None)
                 for result in stream.finish():
                     out.send((wire.RESULT, sid, result))
                 out.send((wire.CLOSED, sid, stream.samples_in))
@@ -81,14 +84,14 @@ def serve(inp: BinaryIO, out_stream: BinaryIO) -> int:
                     idle.append(stream.reset_for_reuse())
             elif kind == wire.DROP:
                 streams.pop(sid, None)
-                audio_messages.pop(sid, None)
+                reported.pop(sid, None)
             else:
                 raise wire.WireError(f"unknown message {kind!r}")
         except wire.WireError:
             raise
         except Exception as exc:  # one stream's failure (bad audio, a decoder error) ends that stream only
             streams.pop(sid, None)
-            audio_messages.pop(sid, None)
+            reported.pop(sid, None)
             out.send((wire.ERROR, sid, f"{type(exc).__name__}: {exc}"))
         out.flush()
     return 0

@@ -286,6 +286,18 @@ async def test_transcribe_file(provider: PocketsphinxProvider) -> None:
         await provider.transcribe_file(FIXTURES / "nonexistent.wav", language="en-US")
 
 
+async def test_a_cancelled_transcribe_file_drops_its_stream(provider: PocketsphinxProvider) -> None:
+    """A post-call job cancelled (server shutting down) does not leave the decoder process working for it."""
+    task = asyncio.create_task(provider.transcribe_file(CALL / "agent.wav", language="en-US"))
+    await wait_for(lambda: provider._pool.streams > 0, "the file's stream to open")  # type: ignore[union-attr]
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert provider._pool.streams == 0  # type: ignore[union-attr]
+    stream = provider.open_stream(params("next", partials=False))  # the process serves the next stream
+    await asyncio.wait_for(stream.close(), DEADLINE_S)
+
+
 async def test_bad_input_is_refused(provider: PocketsphinxProvider) -> None:
     with pytest.raises(SttError, match="16000 Hz"):
         provider.open_stream(StreamParams(sample_rate=8000, language="en-US", partials=True))
