@@ -17,6 +17,7 @@ from siprec.api.server import ApiServer
 from siprec.api.wiring import register_core
 from siprec.config import Config
 from siprec.events.bus import EventBus
+from siprec.reload import ConfigReloader, install_sighup, register_components
 from siprec.services import Services
 from siprec.sip.admission import AdmissionControl, SourceLimits
 from siprec.sip.core import SipApplication, SipCore
@@ -128,6 +129,10 @@ class SiprecServer:
             ports=getattr(self.app, "ports", None), media=media if hasattr(media, "stats") else None,
         )  # fmt: skip
         self.services = Services(config, self.bus, self.api, media=media if hasattr(media, "stt") else None)
+        # Hot reload (API and SIGHUP): sections swapped on the shared Config, copied values handed over by appliers.
+        self.reloader = ConfigReloader(config.source, config)
+        register_components(self.reloader, api=self.api, admission=self.admission)
+        self.api.reloader = self.reloader
         self.http = ApiServer(self.api)
         self.http_port: int | None = None
 
@@ -137,6 +142,12 @@ class SiprecServer:
 
     async def start(self) -> None:
         await self.services.start()  # STT models loaded, event delivery connected: before the first call
+        register_components(
+            self.reloader, amqp_publisher=self.services.amqp, webhook_sender=self.services.webhooks
+        )
+        if self.services.stt is not None:
+            stt = self.services.stt
+            self.reloader.add_check(lambda c: stt.registry.plan(c.stt))  # a reload may not name a missing provider
         recover = getattr(getattr(self.app, "media", None), "recover", None)
         if recover is not None:
             recover()  # sessions a crash interrupted, before any new one starts
@@ -203,10 +214,12 @@ async def serve_forever(config: Config) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await server.start()
+    remove_sighup = install_sighup(loop, server.reloader)  # SIGHUP: reload the config file, as the API does
     try:
         await stop.wait()
         log.info("signal received: draining")
     finally:
+        remove_sighup()
         await server.stop()
     return 0
 

@@ -66,6 +66,7 @@ class Services:
             api.components["webhooks"] = self.webhooks
         if self.stt is not None:
             api.components["stt"] = self.stt
+            api.stt = self.stt
             api.health.add("stt", _stt_check(self.stt))
             api.metrics.add_source("stt", _stt_metrics(self.stt))
 
