@@ -230,9 +230,17 @@ def test_env_section_mapping_and_other_vars_ignored() -> None:
     assert (c.limits.per_source.hourly, c.limits.per_source.daily) == (3, 4)
 
 
+# A value for each alias that differs from the key's default.
+_ALIAS_VALUES = {"AMQP_URL": "amqp://u:p@broker.example:5672/vh", "REALTIME_EXCHANGE_NAME": "calls.events"}
+
+
 @pytest.mark.parametrize(("alias", "path"), sorted(ENV_ALIASES.items()))
 def test_aliases(alias: str, path: tuple[str, ...]) -> None:
     default = getattr(getattr(Config(), path[0]), path[1])
+    if alias in _ALIAS_VALUES:
+        c = load_config(None, {alias: _ALIAS_VALUES[alias]})
+        assert getattr(getattr(c, path[0]), path[1]) == _ALIAS_VALUES[alias] != default
+        return
     c = load_config(None, {alias: "false" if default else "true"})
     assert getattr(getattr(c, path[0]), path[1]) is (not default)
 
