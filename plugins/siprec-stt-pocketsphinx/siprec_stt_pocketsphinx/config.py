@@ -42,6 +42,9 @@ class PocketsphinxConfig(ProviderConfig):
     max_utterance_s: Annotated[float, Field(ge=2.0, le=300.0)] = 20.0  # a final at least this often
     workers: Annotated[int, Field(ge=0, le=64)] = 0  # decoder processes; 0 = one per CPU
     worker_nice: Annotated[int, Field(ge=0, le=19)] = 5  # media before transcription when CPU is short
+    # decoders a process keeps after their streams closed (~90 MB each): building one for a new stream takes
+    # ~0.5 s, and the process's other streams wait meanwhile
+    idle_decoders: Annotated[int, Field(ge=0, le=64)] = 2
     max_backlog_s: Annotated[float, Field(gt=0.0)] = 30.0  # a stream this far behind fails
     options: dict[str, OptionValue] = Field(default_factory=dict)  # any other pocketsphinx option, e.g. lw
 
@@ -80,6 +83,7 @@ class PocketsphinxConfig(ProviderConfig):
             vad_window_s=self.vad_window_s,
             vad_ratio=self.vad_ratio,
             max_utterance_s=self.max_utterance_s,
+            idle_decoders=self.idle_decoders,
         )
 
 
@@ -97,4 +101,5 @@ class DecoderSettings:
     vad_window_s: float = 0.3
     vad_ratio: float = 0.9
     max_utterance_s: float = 20.0
+    idle_decoders: int = 2
     sample_rate: int = SAMPLE_RATE

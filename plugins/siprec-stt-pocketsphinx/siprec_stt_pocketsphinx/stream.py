@@ -54,10 +54,6 @@ class PocketsphinxStream:
         """Seconds of audio fed and not decoded yet."""
         return (self._fed - self._done) / self._rate
 
-    @property
-    def failed(self) -> str | None:
-        return self._error
-
     def feed(self, pcm: np.ndarray, timestamp: float) -> None:
         if self._error is not None:
             raise SttError(self._error)

@@ -2,8 +2,11 @@
 
 pocketsphinx holds the GIL while it decodes (its Cython wrapper has no `nogil` around ps_process_raw), so decoder
 threads in the server would stall its event loop and could use one core at most. A process per CPU hosts the
-decoders of many streams instead: one `StreamDecoder` each, messages handled in arrival order (wire.py). The
-process ends when its stdin closes; it ignores SIGINT, so a Ctrl-C meant for the server does not kill it first.
+decoders of many streams instead: one `StreamDecoder` each, messages handled in arrival order (wire.py).
+
+The process ends when its stdin closes: when the provider closes, or when the server is gone. It ignores SIGINT,
+SIGTERM and SIGHUP, which reach it with the server's (a Ctrl-C in the terminal, systemd stopping the service's
+whole control group): the server's graceful stop still needs it to flush the open utterances.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from siprec_stt_pocketsphinx.decoder import ModelError, StreamDecoder, make_deco
 DONE_EVERY_S = (
     0.1  # of decoded audio between progress reports of a stream (so a backlog is never off by more)
 )
-KEEP_IDLE = 1  # decoders of closed streams kept for the next stream (building one takes ~0.5 s and 90 MB)
 
 
 class _Output:
@@ -80,7 +82,7 @@ def serve(inp: BinaryIO, out_stream: BinaryIO) -> int:
                 for result in stream.finish():
                     out.send((wire.RESULT, sid, result))
                 out.send((wire.CLOSED, sid, stream.samples_in))
-                if len(idle) < KEEP_IDLE:
+                if len(idle) < settings.idle_decoders:
                     idle.append(stream.reset_for_reuse())
             elif kind == wire.DROP:
                 streams.pop(sid, None)
@@ -98,7 +100,8 @@ def serve(inp: BinaryIO, out_stream: BinaryIO) -> int:
 
 
 def main() -> int:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
     # The messages own fd 1; anything else written to stdout (a library's printf) goes to stderr instead.
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)

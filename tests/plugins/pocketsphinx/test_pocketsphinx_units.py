@@ -84,6 +84,8 @@ def test_config_defaults_and_decoder_settings() -> None:
     assert (config.hmm, config.lm, config.dictionary) == ("", "", "")
     assert config.cmninit == TELEPHONE_CMNINIT and config.partial_interval_s == 0.4
     assert (config.vad_mode, config.vad_window_s, config.vad_ratio) == (0, 0.3, 0.9)
+    assert (config.workers, config.worker_nice, config.idle_decoders, config.max_backlog_s) == (0, 5, 2, 30.0)
+    assert PocketsphinxConfig(idle_decoders=0).decoder_settings().idle_decoders == 0
     settings = PocketsphinxConfig(options={"lw": 7.5, "fwdflat": True}).decoder_settings()
     assert settings.options == {"fwdflat": True, "lw": 7.5} and settings.sample_rate == 16000
     assert PocketsphinxConfig().decoder_settings().options == DEFAULT_DECODER_OPTIONS
