@@ -253,6 +253,34 @@ async def test_bad_input_is_refused_with_a_reason_and_costs_the_stream_nothing(s
     assert [r async for r in stream] == []  # silence: no result at all
 
 
+async def test_a_failed_decode_fails_the_stream_once_with_the_reason(
+    start_provider: Any, tracks: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Failure injection (CTranslate2 raising, as on a corrupt model or out of memory): the iteration raises SttError
+    with the cause, feed() refuses more audio, close() still returns and the provider serves other streams."""
+    provider = await start_provider()
+    engine = provider._engine
+    real_decode = engine.decode
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(engine, "decode", broken)
+    stream = provider.open_stream(params("broken"))
+    await feed(stream, tracks["agent"], 0.0, 5.5)  # the first line and its closing silence: a final is due
+    with pytest.raises(SttError, match="out of memory"):
+        async for _ in stream:
+            pass
+    with pytest.raises(SttError, match="failed"):
+        stream.feed(np.zeros(BLOCK, np.int16), 5.5)
+    await stream.close()
+    monkeypatch.setattr(engine, "decode", real_decode)
+    healthy = provider.open_stream(params("healthy"))
+    await feed(healthy, tracks["agent"], 0.0, 5.5)
+    await healthy.close()
+    assert [r.is_final async for r in healthy] == [True]
+
+
 def test_both_vads_cut_the_call_at_the_script_lines(
     tracks: dict[str, np.ndarray], script: dict[str, Any]
 ) -> None:
