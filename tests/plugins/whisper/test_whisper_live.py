@@ -239,6 +239,26 @@ async def test_transcribe_file_resamples_a_recording_and_times_it_from_the_start
         await provider.transcribe_file(tmp_path / "missing.wav", language="en-US")
 
 
+async def test_nothing_is_downloaded_start_and_decode_work_with_every_connection_refused(
+    start_provider: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    import soundfile
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise OSError("network access during the test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    provider = await start_provider()
+    audio, rate = soundfile.read(CALL / "agent.wav", dtype="int16")
+    soundfile.write(tmp_path / "s01.wav", audio[: int(5.2 * rate)], rate, subtype="PCM_16")
+    (result,) = await provider.transcribe_file(tmp_path / "s01.wav", language="en-US")
+    assert normalise(result.text)[:4] == ["thank", "you", "for", "calling"]
+
+
 async def test_bad_input_is_refused_with_a_reason_and_costs_the_stream_nothing(start_provider: Any) -> None:
     provider = await start_provider(vad="energy")
     with pytest.raises(SttError, match="16000 Hz"):
