@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import resource
 import statistics
 import sys
@@ -38,31 +37,14 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.wer import normalise, word_edits
+
 REPO = Path(__file__).resolve().parents[1]
 CALL = Path(os.environ.get("SIPREC_SHARED_DIR", REPO.parent / "shared")) / "fixtures" / "audio" / "call"
 DEFAULT_LEGS = (2, 4, 8, 12)
 BLOCK_S = 0.02
 RATE = 16000
 MAX_LAG_S = 5.0
-DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-
-
-def normalise(text: str) -> list[str]:
-    """The fixture README's normalisation: lower case, digits as words one by one, no punctuation."""
-    text = re.sub(r"(?<=\d)[,.](?=\d)", "", text.lower()).replace("-", " ")
-    text = re.sub(r"\d", lambda m: f" {DIGITS[int(m.group())]} ", text)
-    text = re.sub(r"[^a-z' ]+", " ", text)
-    text = re.sub(r"(?<![a-z])'|'(?![a-z])", " ", text)
-    return ["okay" if w == "ok" else w for w in text.split()]
-
-
-def word_edits(ref: list[str], hyp: list[str]) -> int:
-    row = list(range(len(hyp) + 1))
-    for i in range(1, len(ref) + 1):
-        diag, row[0] = row[0], i
-        for j in range(1, len(hyp) + 1):
-            diag, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diag + (ref[i - 1] != hyp[j - 1]))
-    return row[-1]
 
 
 def load_tracks() -> dict[str, np.ndarray]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import shutil
 import time
 from datetime import datetime
@@ -20,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from bench.wer import normalise, word_edits
 from siprec.events.types import Event, TranscriptEvent
 from tests.integration.pcap import RtpStream, build_rtp_pcap
 from tests.integration.sip_server import SIPP_DIR, run_sipp, running_server
@@ -42,37 +42,6 @@ MAX_WER = 0.10
 FIRST_FINAL_WITHIN_S = 1.5
 TRANSCRIPT_WAIT_S = 60.0
 
-_NUMBER_WORDS = {
-    "zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
-    "seven": "7", "eight": "8", "nine": "9",
-}  # fmt: skip
-
-
-def words(text: str) -> list[str]:
-    """The fixtures' README normalisation: lower case, punctuation gone, "-" a space, "ok" -> "okay", and digits one
-    per word ("58317" and "five eight three one seven" compare equal: every number in the script is spoken digit by
-    digit)."""
-    out: list[str] = []
-    for token in re.findall(r"[a-z0-9']+", text.lower().replace("-", " ")):
-        token = token.strip("'")
-        if not token:
-            continue
-        if token.isdigit():
-            out.extend(token)
-        else:
-            out.append(_NUMBER_WORDS.get(token, "okay" if token == "ok" else token))
-    return out
-
-
-def word_errors(ref: list[str], hyp: list[str]) -> int:
-    """Word-level Levenshtein distance (substitutions + deletions + insertions)."""
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            cur = min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-            prev, row[j] = row[j], cur
-    return row[-1]
 
 
 async def test_two_speaker_call_transcribed_live_with_speakers(tmp_path: Path) -> None:
@@ -143,9 +112,9 @@ async def test_two_speaker_call_transcribed_live_with_speakers(tmp_path: Path) -
     edits = words_total = 0
     per_leg = {}
     for who in SPEAKERS:
-        ref = words(" ".join(u["text"] for u in utterances if u["speaker"] == who))
-        got = words(" ".join(by_speaker[who]))
-        n = word_errors(ref, got)
+        ref = normalise(" ".join(u["text"] for u in utterances if u["speaker"] == who))
+        got = normalise(" ".join(by_speaker[who]))
+        n = word_edits(ref, got)
         edits, words_total = edits + n, words_total + len(ref)
         per_leg[who] = f"{n}/{len(ref)}"
     rate = edits / words_total

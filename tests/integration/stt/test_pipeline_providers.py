@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import numpy as np
 import pytest
 import soundfile
 
+from bench.wer import normalise, word_edits
 from siprec.config import Config
 from siprec.events.types import Event, SttQueued, SttStarted, TranscriptEvent
 from siprec.stt.pipeline import SttService
@@ -37,25 +37,6 @@ WINDOW_SLACK_S = 0.6
 # Word error rate the pipeline must keep (engine quality is the plugins' own tests' business; this catches a
 # pipeline that garbles audio: wrong rate, dropped blocks, shifted times)
 MAX_WER = {"whisper": 0.2, "pocketsphinx": 0.6}
-NUMBERS = {"0": "zero", "1": "one", "2": "two", "3": "three", "4": "four", "5": "five", "6": "six", "7": "seven",
-           "8": "eight", "9": "nine"}  # fmt: skip
-
-
-def words(text: str) -> list[str]:
-    out: list[str] = []
-    for w in re.findall(r"[a-z0-9']+", text.lower().replace("-", " ")):
-        out += [NUMBERS[c] for c in w] if w.isdigit() else [w.strip("'")]
-    return [w for w in out if w]
-
-
-def wer(reference: list[str], hypothesis: list[str]) -> float:
-    prev = list(range(len(hypothesis) + 1))
-    for i, r in enumerate(reference, 1):
-        cur = [i] + [0] * len(hypothesis)
-        for j, h in enumerate(hypothesis, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
-        prev = cur
-    return prev[-1] / max(1, len(reference))
 
 
 @pytest.fixture(scope="module")
@@ -138,9 +119,9 @@ async def test_live_and_post_call_legs_with_a_real_provider(
             middle = (e.start + e.end) / 2
             assert any(a - WINDOW_SLACK_S <= middle <= b + WINDOW_SLACK_S for a, b in windows), (
                 e.start, e.end, e.text, windows)  # fmt: skip
-        reference = [w for u in lines if u["speaker"] == who for w in words(u["text"])]
-        hypothesis = [w for e in sorted(mine, key=lambda e: e.start) for w in words(e.text)]
-        assert wer(reference, hypothesis) <= MAX_WER[provider], (who, " ".join(hypothesis))
+        reference = [w for u in lines if u["speaker"] == who for w in normalise(u["text"])]
+        hypothesis = [w for e in sorted(mine, key=lambda e: e.start) for w in normalise(e.text)]
+        assert word_edits(reference, hypothesis) / max(1, len(reference)) <= MAX_WER[provider], (who, " ".join(hypothesis))
     if registry.get(provider).capabilities.partials:
         partials = [e for e in events if isinstance(e, TranscriptEvent) and not e.is_final]
         assert partials and all(e.metadata["leg"] == 0 for e in partials)  # live leg only

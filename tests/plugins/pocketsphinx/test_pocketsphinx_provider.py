@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import signal
 import threading
 from collections.abc import AsyncIterator
@@ -27,6 +26,7 @@ import pytest_asyncio
 import soundfile
 import soxr
 
+from bench.wer import normalise, word_edits
 from siprec.stt.provider import StreamParams, SttError, Transcript
 from tests.support import FIXTURES, require
 
@@ -44,27 +44,6 @@ ALIGN_S = 0.7  # a final's start/end against the script's utterance
 MAX_WER = 0.45
 DEADLINE_S = 120.0
 AGENT2_S = 36  # the second agent stream stops in the agent's pause after s09 (five lines, the jump at 30 s)
-DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-NUMBERS = dict(zip("0123456789", DIGITS, strict=True))
-
-
-def words(text: str) -> list[str]:
-    """The fixture README's normalisation: lower case, digits one word each, ok = okay, punctuation dropped."""
-    out: list[str] = []
-    for w in re.findall(r"[a-z0-9']+", text.lower().replace("-", " ")):
-        out += [NUMBERS[c] for c in w] if w.isdigit() else [w.strip("'")]
-    return ["okay" if w == "ok" else w for w in out if w]
-
-
-def edits(reference: list[str], hypothesis: list[str]) -> int:
-    """Word-level Levenshtein distance (substitutions + deletions + insertions)."""
-    prev = list(range(len(hypothesis) + 1))
-    for i, r in enumerate(reference, 1):
-        cur = [i] + [0] * len(hypothesis)
-        for j, h in enumerate(hypothesis, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
-        prev = cur
-    return prev[-1]
 
 
 @dataclass
@@ -205,9 +184,9 @@ async def test_word_error_rate_against_the_script(
 ) -> None:
     total_edits = total_words = 0
     for u in call["utterances"]:
-        reference = words(u["text"])
-        hypothesis = words(" ".join(f.text for f in finals_of(call_run[u["speaker"]], u)))
-        total_edits += edits(reference, hypothesis)
+        reference = normalise(u["text"])
+        hypothesis = normalise(" ".join(f.text for f in finals_of(call_run[u["speaker"]], u)))
+        total_edits += word_edits(reference, hypothesis)
         total_words += len(reference)
     wer = total_edits / total_words
     print(f"pocketsphinx WER on the call: {wer:.3f} ({total_edits}/{total_words})")
@@ -283,7 +262,7 @@ async def test_transcribe_file(provider: PocketsphinxProvider) -> None:
     results = await asyncio.wait_for(provider.transcribe_file(path, language="en-US"), DEADLINE_S)
     assert results and all(r.is_final for r in results)
     assert abs(results[0].start - 0.3) < 0.2 and results[-1].end <= soundfile.info(str(path)).duration + 0.05
-    said = words(" ".join(r.text for r in results))
+    said = normalise(" ".join(r.text for r in results))
     assert "order" in said and "number" in said, said
     with pytest.raises(SttError, match="cannot read"):
         await provider.transcribe_file(FIXTURES / "nonexistent.wav", language="en-US")

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bench.wer import normalise, wer, word_edits
 from tests.plugins.whisper.conftest import BLOCK, CALL, RATE, require_plugin
-from tests.plugins.whisper.wer import normalise, wer, word_edits
 
 require_plugin()
 

@@ -1,4 +1,5 @@
 """Word error rate against the fixture scripts, normalised as in ../shared/fixtures/audio/README.md (asr_check).
+The one scorer of the STT benchmarks and tests (bench/stt_*.py, tests/plugins/*, tests/integration/*stt*).
 
 Both texts: lower case; ',' or '.' between two digits dropped ("4,111" -> "4111"); '-' -> space; every digit its own
 word ("58317" and "5-8-3-1-7" -> "five eight three one seven": valid because every number in the script is spoken
