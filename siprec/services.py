@@ -18,7 +18,7 @@ from typing import Any
 from prometheus_client.core import Metric
 
 from siprec.api.context import ApiContext
-from siprec.api.healthchecks import CheckResult, HealthStatus
+from siprec.api.healthchecks import CheckResult, HealthStatus, disabled
 from siprec.api.metric_sources import counter, gauge, histogram
 from siprec.api.ws import WebSocketHub
 from siprec.config import Config
@@ -60,6 +60,8 @@ class Services:
         api.ws_hub = self.ws_hub
         self.store: Store | None = None  # opened at start when a component needs it (the AMQP outbox)
         self.amqp: AmqpPublisher | None = None
+        if not config.amqp.enabled:
+            api.health.add("store", disabled("opened only for the AMQP outbox (amqp.enabled is false)"))
         self.webhooks = WebhookSender(config.webhooks, bus=bus) if config.webhooks.urls else None
         if self.webhooks is not None:
             api.health.add("webhooks", self.webhooks.health_check)

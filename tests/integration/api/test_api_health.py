@@ -35,6 +35,7 @@ async def test_health_live_ready_status(api: Api) -> None:
     assert checks["amqp"]["status"] == "disabled" and checks["redis"]["status"] == "disabled"
     assert checks["websocket"]["status"] == "healthy" and checks["websocket"]["details"]["clients"] == 0
     assert checks["stt"]["status"] == "disabled" and checks["stt"]["details"]["state"] == "disabled"
+    assert checks["store"]["status"] == "disabled"
     async with api.http.get(api.url("/health/live")) as r:
         assert r.status == 200 and await r.json() == {"status": "alive"}
     async with api.http.get(api.url("/health/ready")) as r:
