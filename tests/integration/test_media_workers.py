@@ -32,7 +32,6 @@ from tests.integration.test_media_rtp import (
     finished_manifest,
     server,
     sip_port,
-    test_hostile_datagrams_are_counted_and_late_rtp_after_bye_is_dropped,
     test_pause_silences_every_leg_and_dtmf_is_an_event,
     test_two_legs_sample_exact_with_loss_reorder_and_duplicates,
     wait_for,
@@ -49,7 +48,6 @@ __all__ = [  # the single-process tests collected here again, run with workers
     "test_drop_mode_cuts_the_pause_from_every_file",
     "test_flac_files_hold_the_same_samples",
     "test_g722_and_pcmu_legs_in_one_call",
-    "test_hostile_datagrams_are_counted_and_late_rtp_after_bye_is_dropped",
     "test_pause_silences_every_leg_and_dtmf_is_an_event",
     "test_srtp_call",
     "test_two_legs_sample_exact_with_loss_reorder_and_duplicates",
@@ -89,8 +87,14 @@ def running(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
+def open_fds() -> dict[str, str]:
+    found = {}
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            found[fd] = os.readlink(f"/proc/self/fd/{fd}")
+        except FileNotFoundError:  # the listing's own descriptor
+            pass
+    return found
 
 
 async def test_kill_9_of_the_sip_process_takes_the_workers_and_restart_recovers(
@@ -165,5 +169,6 @@ async def test_a_killed_worker_is_logged_and_replaced_and_stop_leaks_nothing(
     assert not any(running(pid) for pid in pids)
     assert not children(os.getpid()) & pids
     assert len(asyncio.all_tasks()) == tasks_before
-    assert open_fds() == fds_before
+    # The loop closes transports on its next iterations: wait for the descriptors to come back, with a deadline.
+    await wait_for(lambda: open_fds() == fds_before, timeout=5, what=f"descriptors back to {fds_before}")
 
