@@ -19,6 +19,7 @@ import pytest
 
 import tests.integration.sip_server as sip_server
 import tests.integration.test_media_crash as media_crash
+import tests.integration.test_stt_call as stt_call
 from siprec.recording.workers import MediaWorkers
 from tests.integration.sip_server import running_server
 from tests.integration.src_client import LegOffer, SrcCall, rtp_packets, rtp_socket, send_paced
@@ -69,6 +70,12 @@ def media_workers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("SIPREC__RTP__MEDIA_WORKERS", str(WORKERS))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
     yield
+
+
+@pytest.mark.slow
+async def test_live_transcription_of_a_call_recorded_in_a_worker(tmp_path: Path) -> None:
+    # The decoded audio comes back from the worker to the STT service in the SIP process: same assertions.
+    await stt_call.test_two_speaker_call_transcribed_live_with_speakers(tmp_path)
 
 
 def children(pid: int) -> set[int]:
