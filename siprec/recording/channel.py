@@ -28,7 +28,8 @@ __all__ = ["Channel", "FrameDecoder", "FrameError", "encode_frame"]
 log = logging.getLogger("siprec.recording")
 
 HEADER = struct.Struct("!IB")
-MAX_FRAME = 64 * 1024 * 1024  # far above any message (PCM blocks are < 64 KiB); a larger length is a broken peer
+# Far above any message (PCM blocks are < 64 KiB): a larger length means a broken peer.
+MAX_FRAME = 64 * 1024 * 1024
 MAX_FDS = 8  # per frame (a leg passes 2)
 READ_SIZE = 256 * 1024
 
@@ -125,7 +126,9 @@ class Channel:
             while self._out:
                 data, fds = self._out[0]
                 if fds:
-                    sent = self.sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+                    sent = self.sock.sendmsg(
+                        [data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
+                    )
                 else:
                     sent = self.sock.send(data)
                 self.sent_bytes += sent

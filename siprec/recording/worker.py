@@ -46,7 +46,9 @@ class PcmForwarder:
     """The AudioTap of a leg in a worker: sends its decoded blocks to the SIP process, where the STT service
     runs (one message per decoded block, i.e. per 8 packets, never per packet)."""
 
-    def __init__(self, send: Callable[[Any], None], session_id: str, key: int, sample_rate: int, origin: float) -> None:
+    def __init__(
+        self, send: Callable[[Any], None], session_id: str, key: int, sample_rate: int, origin: float
+    ) -> None:
         self.send = send
         self.head = (session_id, key, origin, sample_rate)
 
@@ -60,7 +62,9 @@ class PcmForwarder:
 class WorkerMedia(RecordingMedia):
     """RecordingMedia whose sessions are mirrors and whose events, activity and counters go to the SIP process."""
 
-    def __init__(self, config: Config, send: Callable[[Any], None], *, host: str | None, transcribes: bool) -> None:
+    def __init__(
+        self, config: Config, send: Callable[[Any], None], *, host: str | None, transcribes: bool
+    ) -> None:
         super().__init__(config, self._publish, host=host)
         self.send = send
         self.forward_pcm = transcribes
@@ -177,7 +181,11 @@ async def serve(sock: socket.socket) -> int:
             await channel.drain(5.0)
         else:
             live = len(media.recorders)
-            log.error("media worker %d: SIP process gone, exiting; %d live sessions left for recovery", os.getpid(), live)
+            log.error(
+                "media worker %d: SIP process gone, exiting; %d live sessions left for recovery",
+                os.getpid(),
+                live,
+            )
     channel.close()
     return code
 

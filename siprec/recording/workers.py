@@ -339,7 +339,9 @@ class MediaWorkers:
         else:
             log.error("media worker %d: unknown message %r", worker.number, kind)
 
-    def _ready(self, worker: WorkerProcess, sid: str, event: RecordingReady, leg_files: dict[int, str]) -> None:
+    def _ready(
+        self, worker: WorkerProcess, sid: str, event: RecordingReady, leg_files: dict[int, str]
+    ) -> None:
         link = self.links.pop(sid, None)
         worker.sessions.discard(sid)
         if link is not None:
@@ -381,4 +383,3 @@ class MediaWorkers:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-

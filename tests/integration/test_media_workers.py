@@ -8,6 +8,7 @@ SIP process, a killed worker is replaced and logged, and a clean stop leaves no 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -68,7 +69,9 @@ def media_workers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(sip_server, "test_config", with_workers)
     # `siprec serve` subprocesses (crash test): workers on, and this checkout's code, not an installed one.
     monkeypatch.setenv("SIPREC__RTP__MEDIA_WORKERS", str(WORKERS))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    )
     yield
 
 
@@ -97,10 +100,8 @@ def running(pid: int) -> bool:
 def open_fds() -> dict[str, str]:
     found = {}
     for fd in os.listdir("/proc/self/fd"):
-        try:
+        with contextlib.suppress(FileNotFoundError):  # the listing's own descriptor is gone already
             found[fd] = os.readlink(f"/proc/self/fd/{fd}")
-        except FileNotFoundError:  # the listing's own descriptor
-            pass
     return found
 
 
@@ -114,7 +115,8 @@ async def test_kill_9_of_the_sip_process_takes_the_workers_and_restart_recovers(
     async def start_server(tmp: Path, port: int) -> asyncio.subprocess.Process:
         proc = await plain_start(tmp, port)
         started.append(proc)
-        if len(started) == 1:  # the server that is killed: its workers started with it ("started" is logged after)
+        # The server that is killed: its workers run before it logs "started".
+        if len(started) == 1:
             workers.update(children(proc.pid))
         return proc
 
@@ -153,7 +155,9 @@ async def test_a_killed_worker_is_logged_and_replaced_and_stop_leaks_nothing(
         victim = media.links[session.session_id].worker
         await wait_for(lambda: victim.live_legs == 1, what="the worker's first report")
         victim.proc.send_signal(signal.SIGKILL)
-        await wait_for(lambda: victim not in media.workers and len(media.workers) == WORKERS, what="replacement")
+        await wait_for(
+            lambda: victim not in media.workers and len(media.workers) == WORKERS, what="replacement"
+        )
         await wait_for(lambda: victim.proc.returncode is not None, what="reaped")
         assert f"exited with code {-signal.SIGKILL}" in caplog.text
         assert "sessions are no longer recorded" in caplog.text
@@ -178,4 +182,3 @@ async def test_a_killed_worker_is_logged_and_replaced_and_stop_leaks_nothing(
     assert len(asyncio.all_tasks()) == tasks_before
     # The loop closes transports on its next iterations: wait for the descriptors to come back, with a deadline.
     await wait_for(lambda: open_fds() == fds_before, timeout=5, what=f"descriptors back to {fds_before}")
-

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from siprec.recording.channel import HEADER, MAX_FRAME, Channel, FrameDecoder, FrameError, encode_frame
 
 messages = st.lists(
-    st.tuples(st.sampled_from(["report", "event", "pcm"]), st.integers(), st.binary(max_size=300)), max_size=12
+    st.tuples(st.sampled_from(["report", "event", "pcm"]), st.integers(), st.binary(max_size=300)),
+    max_size=12,
 )
 
 

@@ -11,7 +11,9 @@ from tests.unit.srs.test_session import stream
 
 
 def session(tmp_path: Path) -> RecordingSession:
-    s = RecordingSession("call-1", folder=tmp_path, siprec=True, started_at=100.0, now=0.0, media=NoMediaPlugged())
+    s = RecordingSession(
+        "call-1", folder=tmp_path, siprec=True, started_at=100.0, now=0.0, media=NoMediaPlugged()
+    )
     s.start(Offer([stream(0), stream(1)]), 100.0)
     return s
 
@@ -24,12 +26,23 @@ def test_the_snapshot_holds_what_the_recorder_reads(tmp_path: Path) -> None:
     s = session(tmp_path)
     keys: dict[Leg, int] = {}
     m = roundtrip(s, keys)
-    assert (m.call_id, m.session_id, m.folder, m.siprec, m.started_at) == ("call-1", s.session_id, tmp_path, True, 100.0)
+    assert (m.call_id, m.session_id, m.folder, m.siprec, m.started_at) == (
+        "call-1",
+        s.session_id,
+        tmp_path,
+        True,
+        100.0,
+    )
     assert not m.ended and m.ended_at is None and m.end_reason is None
     assert sorted(m.legs) == [0, 1]
     for index, leg in m.legs.items():
         real = s.legs[index]
-        assert (leg.index, leg.label, leg.stream, leg.opened_at) == (index, real.label, real.stream, real.opened_at)
+        assert (leg.index, leg.label, leg.stream, leg.opened_at) == (
+            index,
+            real.label,
+            real.stream,
+            real.opened_at,
+        )
         assert leg.rule == real.rule and leg.participant == real.participant
         assert leg.key == keys[real]
     assert m.participant_infos() == s.participant_infos()
@@ -43,7 +56,9 @@ def test_apply_keeps_the_leg_objects_and_takes_pauses_and_the_end(tmp_path: Path
     leg0 = mine.legs[0]
     s.pause(110.0)
     mine.apply(roundtrip(s, keys))
-    assert mine.recording_paused and [(p.start, p.end, p.scope) for p in mine.pauses] == [(110.0, None, "session")]
+    assert mine.recording_paused and [(p.start, p.end, p.scope) for p in mine.pauses] == [
+        (110.0, None, "session")
+    ]
     s.resume(115.0)
     s.end("bye", 130.0)
     mine.apply(roundtrip(s, keys))
