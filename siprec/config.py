@@ -195,7 +195,7 @@ class RtpConfig(_Section):
     # false accepts any source (an SRC that changes ports mid-call without a re-INVITE).
     latch: bool = True
     # Processes that receive and record RTP (each owns a share of the sessions); 0 = in the SIP process.
-    media_workers: int = Field(0, ge=0, le=64)
+    media_workers: int = Field(2, ge=0, le=64)
 
     def _cross_checks(self) -> list[CrossCheck]:
         both = frozenset({"port_min", "port_max"})

@@ -177,7 +177,7 @@ class MediaWorkers:
         )  # fmt: skip
         worker.send(("init", self.config, self._stt is not None, self.host))
         worker.sent_config = (self.config.rtp, self.config.recording)
-        log.info("media worker %d started (pid %d)", worker.number, proc.pid)
+        log.info("media worker %d spawned (pid %d)", worker.number, proc.pid)
         return worker
 
     def _pick(self) -> WorkerProcess:
@@ -267,7 +267,7 @@ class MediaWorkers:
             try:
                 await asyncio.wait_for(waiter, max(0.0, deadline - loop.time()))
             except TimeoutError:
-                raise RuntimeError(f"media workers did not start within {timeout:.0f} s") from None
+                raise RuntimeError(f"media workers were not up within {timeout:.0f} s") from None
 
     async def close(self) -> None:
         """After the UAS ended every session: wait for their recording_ready, then stop the workers."""

@@ -122,7 +122,10 @@ async def test_kill_9_of_the_sip_process_takes_the_workers_and_restart_recovers(
 
     monkeypatch.setattr(media_crash, "start_server", start_server)
     await media_crash.test_kill_9_mid_call_then_restart_recovers(tmp_path)
-    assert len(workers) == WORKERS
+    assert len(workers) == WORKERS, (
+        workers,
+        [(p.pid, children(p.pid) if running(p.pid) else None) for p in started],
+    )
     deadline = time.monotonic() + 10
     while any(running(pid) for pid in workers) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
