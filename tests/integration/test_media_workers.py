@@ -21,6 +21,7 @@ import pytest
 import tests.integration.sip_server as sip_server
 import tests.integration.test_media_crash as media_crash
 import tests.integration.test_stt_call as stt_call
+from siprec.events.types import SessionEnded
 from siprec.recording.workers import MediaWorkers
 from tests.integration.sip_server import running_server
 from tests.integration.src_client import LegOffer, SrcCall, rtp_packets, rtp_socket, send_paced
@@ -79,6 +80,37 @@ def media_workers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 async def test_live_transcription_of_a_call_recorded_in_a_worker(tmp_path: Path) -> None:
     # The decoded audio comes back from the worker to the STT service in the SIP process: same assertions.
     await stt_call.test_two_speaker_call_transcribed_live_with_speakers(tmp_path)
+
+
+async def test_rtp_seen_by_a_worker_keeps_the_call_up_and_its_absence_times_it_out(tmp_path: Path) -> None:
+    overrides = {"rtp": {"port_min": 48000, "port_max": 48999, "rtp_timeout_s": 1.5}}
+    async with running_server(overrides, tmp=tmp_path) as srv:
+        events: list[Any] = []
+        srv.bus.subscribe(events.append)
+        call = SrcCall(sip_port(srv))
+        (port,) = await call.invite([LegOffer(label="1")])
+        sock = rtp_socket()
+        audio = clip("agent", 0, 4.0)
+        packets = rtp_packets([audio[i : i + 160] for i in range(0, len(audio), 160)], payload_type=0,
+                              samples_per_packet=160)  # fmt: skip
+        try:
+            # 4 s of RTP, longer than the 1.5 s time-out: the worker's activity reports keep the call up.
+            await send_paced(sock, port, [(i * 0.02, p) for i, p in enumerate(packets)])
+
+            def ended() -> SessionEnded | None:
+                return next(
+                    (e for e in events if isinstance(e, SessionEnded) and e.call_id == call.call_id), None
+                )
+
+            assert ended() is None
+            event = await wait_for(ended, timeout=10, what="the RTP time-out")
+            assert event.reason == "rtp-timeout"
+            _folder, manifest = await finished_manifest(events, call.call_id)
+            assert manifest["end_reason"] == "rtp-timeout"
+            assert manifest["legs"][0]["packets_received"] == len(packets)
+        finally:
+            sock.close()
+            call.close()
 
 
 def children(pid: int) -> set[int]:
