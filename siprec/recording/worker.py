@@ -42,7 +42,8 @@ log = logging.getLogger("siprec.recording")
 PR_SET_PDEATHSIG = 1
 # While legs are live the loop waits this long between polls, so one poll returns the datagrams of many sockets
 # instead of waking once per packet (a recorder does not care about 2 ms; the CPU per packet does). Idle: no pacing.
-POLL_PACING_S = float(os.environ.get("SIPREC_MEDIA_POLL_PACING_S", "0.002"))
+# Measured at 1,000 calls / 2 workers: 1.80 CPU s per 100,000 packets without, 1.52-1.56 with 2 ms (5 ms: 1.59).
+POLL_PACING_S = 0.002
 IDLE_CHECK_S = 0.1
 
 
