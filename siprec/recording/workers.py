@@ -57,7 +57,6 @@ class WorkerProcess:
     live_legs: int = 0  # as last reported
     opened_legs: int = 0  # legs sent since the last report (load of a fresh worker before it reports)
     stats: dict[str, dict[str, int]] = field(default_factory=dict)
-    sessions: set[str] = field(default_factory=set)
     sent_config: tuple[Any, Any] | None = None
     ready: bool = False  # said hello: imports done, listening
 
@@ -200,7 +199,10 @@ class MediaWorkers:
                 "media worker %d (pid %d) is gone: %d sessions are no longer recorded (their files are kept and "
                 "recovered at the next start)", worker.number, worker.proc.pid, len(lost),
             )  # fmt: skip
-        if not self._closing:
+        # Died during start-up (a broken install?): no tight respawn loop; the next call tries a new one.
+        if not worker.ready:
+            log.error("media worker %d (pid %d) exited before it was ready", worker.number, worker.proc.pid)
+        elif not self._closing:
             self.workers.append(self._spawn())
         self._wake_ready()
 
@@ -229,7 +231,6 @@ class MediaWorkers:
         if link is None:
             link = SessionLink(session, self._pick())
             self.links[session.session_id] = link
-            link.worker.sessions.add(session.session_id)
         worker = link.worker
         config = (self.config.rtp, self.config.recording)
         if worker.sent_config != config:  # a reload replaced a section: new legs use it, as in one process
@@ -268,6 +269,8 @@ class MediaWorkers:
                 await asyncio.wait_for(waiter, max(0.0, deadline - loop.time()))
             except TimeoutError:
                 raise RuntimeError(f"media workers were not up within {timeout:.0f} s") from None
+            if len(self.workers) < self.count:
+                raise RuntimeError("a media worker exited before it was ready (see the log)")
 
     async def close(self) -> None:
         """After the UAS ended every session: wait for their recording_ready, then stop the workers."""
@@ -343,7 +346,6 @@ class MediaWorkers:
         self, worker: WorkerProcess, sid: str, event: RecordingReady, leg_files: dict[int, str]
     ) -> None:
         link = self.links.pop(sid, None)
-        worker.sessions.discard(sid)
         if link is not None:
             for tap in link.taps.values():  # normally closed by pcm_end already
                 tap.close()

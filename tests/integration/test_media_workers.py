@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,6 +112,20 @@ async def test_rtp_seen_by_a_worker_keeps_the_call_up_and_its_absence_times_it_o
         finally:
             sock.close()
             call.close()
+
+
+async def test_a_worker_that_cannot_start_fails_the_start_and_is_not_respawned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(
+        sys, "executable", "/bin/false"
+    )  # exits 1 at once, as a worker with a broken import does
+    media = MediaWorkers(sip_server.test_config({}, tmp_path), lambda event: None, WORKERS)
+    with pytest.raises(RuntimeError, match="exited before it was ready"):
+        await media.wait_started(timeout=10)
+    await media.close()
+    assert media.workers == []
+    assert caplog.text.count("exited before it was ready") == WORKERS
 
 
 def children(pid: int) -> set[int]:
