@@ -33,6 +33,7 @@ import siprec
 from siprec.config import Config
 from siprec.events.types import Event, RecordingReady
 from siprec.recording.channel import Channel
+from siprec.recording.manifest import set_marker
 from siprec.recording.media import PortSockets, recover_sessions
 from siprec.recording.mirror import snapshot
 from siprec.recording.transcription import Transcription, TranscriptionTap
@@ -231,6 +232,9 @@ class MediaWorkers:
         if link is None:
             link = SessionLink(session, self._pick())
             self.links[session.session_id] = link
+            # Before the 200 OK, as in one process: the session counts as in progress (and is recovered after a
+            # crash) from now on, not from when the worker gets to it. The worker sets the same marker again.
+            set_marker(Path(self.config.recording.dir), session.session_id, session.folder)
         worker = link.worker
         config = (self.config.rtp, self.config.recording)
         if worker.sent_config != config:  # a reload replaced a section: new legs use it, as in one process
