@@ -153,8 +153,14 @@ class MediaWorkers:
     # --- processes -------------------------------------------------------------------------------------------
     def start(self) -> None:
         """Start the workers (idempotent; open_leg starts them too when the app did not)."""
-        while len(self.workers) < self.count:
-            self.workers.append(self._spawn())
+        for _ in range(self.count - len(self.workers)):
+            self._add_worker()
+
+    def _add_worker(self) -> None:
+        worker = self._spawn()
+        # One that died at once (its init could not be sent) was reported and dropped by _on_closed already.
+        if worker.alive:
+            self.workers.append(worker)
 
     def _spawn(self) -> WorkerProcess:
         self._numbers += 1
@@ -204,7 +210,7 @@ class MediaWorkers:
         if not worker.ready:
             log.error("media worker %d (pid %d) exited before it was ready", worker.number, worker.proc.pid)
         elif not self._closing:
-            self.workers.append(self._spawn())
+            self._add_worker()
         self._wake_ready()
 
     async def _reap(self, worker: WorkerProcess, *, expected: bool) -> None:
