@@ -7,11 +7,13 @@ Exits non-zero when sipp fails or no recording folder appeared.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from siprec.config import load_config
@@ -19,6 +21,14 @@ from siprec.srs.session import safe_name
 
 REPO = Path(__file__).resolve().parents[1]
 SCENARIO = REPO / "tests" / "sipp" / "siprec_basic.xml"
+FINAL_WAIT_S = 10.0
+
+
+def manifest_state(folder: Path) -> str | None:
+    try:
+        return str(json.loads((folder / "manifest.json").read_text()).get("state"))
+    except (OSError, ValueError):
+        return None
 
 
 def main() -> int:
@@ -46,8 +56,13 @@ def main() -> int:
         print(f"demo: the call succeeded but no recording folder for it exists under {root}", file=sys.stderr)
         return 1
     folder = folders[-1]
+    # The files are final once the manifest says so (a media worker or FLAC transcoding may take a moment).
+    deadline = time.monotonic() + FINAL_WAIT_S
+    while time.monotonic() < deadline and manifest_state(folder) not in ("completed", "interrupted"):
+        time.sleep(0.05)
     print(f"demo: recording of {call_id} is in {folder}")
-    for path in sorted(folder.iterdir()):
+    print(f"demo: manifest state: {manifest_state(folder) or 'no manifest'}")
+    for path in sorted(p for p in folder.iterdir() if not p.name.startswith(".")):
         print(f"  {path.name}  ({path.stat().st_size} bytes)")
     return 0
 

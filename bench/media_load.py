@@ -5,6 +5,9 @@ The issue's target on a 2-core machine: 1,000 calls (2,000 legs x 50 packets/s =
 
 One run per N (BENCH_CALLS, default 100,500,1000):
 
+Each N runs once per `rtp.media_workers` value in BENCH_MEDIA_WORKERS (default: 0 and the configured default);
+the server's CPU and RSS are sums over its process tree, media workers included.
+
 1. `siprec serve` in a subprocess (so its CPU and RSS come from /proc, not from our own process) with a temporary
    config: SIP on 127.0.0.1 and a free port, recordings in a temporary folder (deleted afterwards unless
    BENCH_KEEP=1), a fresh RTP range, log level WARNING (a log line per packet would be the benchmark), no speech
@@ -85,6 +88,7 @@ TARGET_CALLS = 1000
 class LoadResult:
     n_calls: int
     cps: float = DEFAULT_CPS
+    media_workers: int = 0  # rtp.media_workers of the server (its CPU and RSS include the workers)
     established: int = 0
     completed: int = 0  # BYE answered 200
     ports_as_expected: bool | None = None  # the 2N answered ports are port_min, port_min + 2, ...
@@ -173,7 +177,8 @@ class LoadResult:
         rows: list[dict] = []
 
         def row(measure: str, value: object, unit: str = "", target: str = "") -> None:
-            rows.append({"name": f"{n:,} calls: {measure}", "value": value, "unit": unit, "target": target})
+            rows.append({"name": f"{n:,} calls, {self.media_workers} media workers: {measure}", "value": value,
+                         "unit": unit, "target": target})
 
         big = n >= TARGET_CALLS  # the CPU targets are stated for 1,000 calls
         ratio = self.recorded_ratio
@@ -450,11 +455,11 @@ def warm_up(sipp: str, sip_port: int, folder: Path, exclude: range) -> None:
         raise RuntimeError(f"warm-up call failed (sipp exit {rc}): {_tail(folder / 'sipp.stderr', 500)!r}")
 
 
-def _config_yaml(sip_port: int, rec_dir: Path, store: Path, port_min: int) -> str:
+def _config_yaml(sip_port: int, rec_dir: Path, store: Path, port_min: int, media_workers: int = 0) -> str:
     # JSON is YAML: no quoting pitfalls for the paths.
     config = {
         "sip": {"host": HOST, "udp_port": sip_port, "tcp_port": sip_port},
-        "rtp": {"port_min": port_min, "port_max": port_min + RTP_RANGE - 1},
+        "rtp": {"port_min": port_min, "port_max": port_min + RTP_RANGE - 1, "media_workers": media_workers},
         "recording": {"dir": str(rec_dir)},
         "stt": {"provider": "none"},
         "analytics": {"enabled": False},
@@ -564,6 +569,7 @@ def run_load(
     port_min: int = DEFAULT_RTP_PORT_MIN,
     probe_cps: float = DEFAULT_PROBE_CPS,
     keep: bool = False,
+    media_workers: int = 0,
 ) -> LoadResult:
     """One benchmark run of `n_calls` calls with `seconds` of media on every leg. Raises when the server does not
     start or sipp fails outright; shortfalls (calls not up, packets not recorded) are in the result."""
@@ -573,7 +579,7 @@ def run_load(
     if 4 * n_calls > RTP_RANGE:
         raise ValueError(f"{n_calls} calls need {4 * n_calls} RTP/RTCP ports; the range holds {RTP_RANGE}")
     rtp_range = range(port_min, port_min + RTP_RANGE)
-    result = LoadResult(n_calls, cps=cps)
+    result = LoadResult(n_calls, cps=cps, media_workers=media_workers)
     tmp = Path(tempfile.mkdtemp(prefix=f"siprec-bench-{n_calls}-"))
     rec_dir, sipp_dir = tmp / "recordings", tmp / "sipp"
     sipp_dir.mkdir()
@@ -585,7 +591,7 @@ def run_load(
     try:
         sip_port = free_port(rtp_range, tcp=True)
         config = tmp / "siprec.yaml"
-        config.write_text(_config_yaml(sip_port, rec_dir, tmp / "siprec.db", port_min))
+        config.write_text(_config_yaml(sip_port, rec_dir, tmp / "siprec.db", port_min, media_workers))
         with server_log.open("wb") as out:
             server = subprocess.Popen(
                 [*siprec_command(), "serve", "--config", str(config)],
@@ -764,10 +770,19 @@ def _calls_from_env() -> list[int]:
     return [int(x) for x in raw.replace(" ", "").split(",") if x] or list(DEFAULT_CALLS)
 
 
+def _workers_from_env() -> list[int]:
+    from siprec.config import RtpConfig
+
+    default = RtpConfig().media_workers
+    raw = os.environ.get("BENCH_MEDIA_WORKERS", "")
+    return [int(x) for x in raw.replace(" ", "").split(",") if x] or sorted({0, default})
+
+
 def run(calls: list[int] | None = None) -> list[dict]:
-    """Rows for `make bench`. Knobs: BENCH_CALLS=100,500,1000, BENCH_MEDIA_S=10, BENCH_CPS=200,
-    BENCH_PROBE_CPS=5 (0: no set-up probe during the media), BENCH_SENDER_PROCESSES=2, BENCH_RTP_PORT_MIN=20000,
-    BENCH_KEEP=1 (keep the recordings and sipp traces)."""
+    """Rows for `make bench`. Knobs: BENCH_CALLS=100,500,1000, BENCH_MEDIA_WORKERS=0,<default> (each N is run
+    once per value of rtp.media_workers), BENCH_MEDIA_S=10, BENCH_CPS=200, BENCH_PROBE_CPS=5 (0: no set-up probe
+    during the media), BENCH_SENDER_PROCESSES=2, BENCH_RTP_PORT_MIN=20000, BENCH_KEEP=1 (keep the recordings and
+    sipp traces)."""
     if shutil.which("sipp") is None:
         return [
             {"name": "media load", "value": "not available", "unit": "", "target": "needs sipp (sip-tester)"}
@@ -779,7 +794,8 @@ def run(calls: list[int] | None = None) -> list[dict]:
     port_min = int(os.environ.get("BENCH_RTP_PORT_MIN", DEFAULT_RTP_PORT_MIN))
     keep = os.environ.get("BENCH_KEEP", "") not in ("", "0")
     rows: list[dict] = []
-    for n in calls or _calls_from_env():
+    runs = [(n, w) for n in calls or _calls_from_env() for w in _workers_from_env()]
+    for n, workers in runs:
         started = time.monotonic()
         try:
             result = run_load(
@@ -790,11 +806,12 @@ def run(calls: list[int] | None = None) -> list[dict]:
                 port_min=port_min,
                 probe_cps=probe_cps,
                 keep=keep,
+                media_workers=workers,
             )
         except Exception as exc:  # one failed N must not hide the others (benchmarks never fail the build)
             rows.append(
                 {
-                    "name": f"{n:,} calls",
+                    "name": f"{n:,} calls, {workers} media workers",
                     "value": "failed",
                     "unit": "",
                     "target": f"{type(exc).__name__}: {exc}",
@@ -802,7 +819,8 @@ def run(calls: list[int] | None = None) -> list[dict]:
             )
             continue
         finally:
-            print(f"# media_load: {n:,} calls: {time.monotonic() - started:.1f} s", file=sys.stderr)
+            print(f"# media_load: {n:,} calls, {workers} media workers: {time.monotonic() - started:.1f} s",
+                  file=sys.stderr)  # fmt: skip
         rows.extend(result.rows())
     return rows
 

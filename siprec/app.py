@@ -61,11 +61,16 @@ def advertised_host(config: Config) -> str:
 def _default_application(parts: Components) -> SipApplication:
     # The SIPREC layer, imported here so that app.py stays importable with another application (tests).
     from siprec.recording.media import RecordingMedia
+    from siprec.recording.workers import MediaWorkers
     from siprec.srs.ports import PortPool
     from siprec.srs.uas import RecordingUas
 
     rtp = parts.config.rtp
-    media = RecordingMedia(parts.config, parts.bus.publish)
+    media: RecordingMedia | MediaWorkers
+    if rtp.media_workers:
+        media = MediaWorkers(parts.config, parts.bus.publish, rtp.media_workers)
+    else:
+        media = RecordingMedia(parts.config, parts.bus.publish)
     ports = PortPool(rtp.port_min, rtp.port_max, reserve=media.reserve, unreserve=media.unreserve)
     return RecordingUas(parts.config, bus=parts.bus, core=parts.core, ports=ports, media=media)
 
@@ -151,6 +156,9 @@ class SiprecServer:
         recover = getattr(getattr(self.app, "media", None), "recover", None)
         if recover is not None:
             recover()  # sessions a crash interrupted, before any new one starts
+        media_started = getattr(getattr(self.app, "media", None), "wait_started", None)
+        if media_started is not None:
+            await media_started()  # media worker processes listen before SIP takes a call
         try:
             await self.transport.start()
         except BaseException:

@@ -194,6 +194,8 @@ class RtpConfig(_Section):
     # Accept a leg's RTP only from the first source address that sent a valid packet (symmetric-RTP latching);
     # false accepts any source (an SRC that changes ports mid-call without a re-INVITE).
     latch: bool = True
+    # Processes that receive and record RTP (each owns a share of the sessions); 0 = in the SIP process.
+    media_workers: int = Field(2, ge=0, le=64)
 
     def _cross_checks(self) -> list[CrossCheck]:
         both = frozenset({"port_min", "port_max"})

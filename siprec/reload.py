@@ -112,6 +112,7 @@ KEY_RULES: dict[str, KeyRule] = {
     "rtp.jitter_ms": _live("read for each new leg"),
     "rtp.rtp_timeout_s": _live("RecordingUas reads it on each media check"),
     "rtp.latch": _live("read for each new leg"),
+    "rtp.media_workers": _restart("worker processes started with the server"),
     "recording.dir": _restart("recording root and crash recovery set at start"),
     "recording.combine_legs": _live("read for each new session"),
     "recording.pause_mode": _restart("the STT pipeline copies it at start"),

@@ -24,11 +24,11 @@ from siprec.config import Config
 from siprec.events.types import Event, RecordingReady
 from siprec.recording.manifest import clear_marker, recover_interrupted, set_marker, write_manifest
 from siprec.recording.recorder import LegRecorder, SessionRecorder
-from siprec.recording.transcription import Transcription
+from siprec.recording.transcription import AudioTap, Transcription, TranscriptionTap
 from siprec.recording.wav import WavError, transcode_to_flac
 from siprec.srs.session import Leg, LegHandle, RecordingSession
 
-__all__ = ["RecordingMedia"]
+__all__ = ["PortSockets", "RecordingMedia", "ready_event", "recover_sessions"]
 
 log = logging.getLogger("siprec.recording")
 
@@ -46,25 +46,13 @@ def ready_event(folder: Path, manifest: dict[str, Any]) -> RecordingReady:
     )  # fmt: skip
 
 
-class RecordingMedia:
-    reports_activity = True
+class PortSockets:
+    """RTP/RTCP socket pairs bound when the port pool hands a port out (the PortPool reserve/unreserve hooks)."""
 
-    def __init__(self, config: Config, publish: Callable[[Event], None], *, host: str | None = None) -> None:
-        self.config = config
-        self.publish = publish
-        self.root = Path(config.recording.dir)
-        self.host = host or config.sip.host or "0.0.0.0"
-        self.linger_s = LINGER_S
-        self.recorders: dict[str, SessionRecorder] = {}  # by session_id, while any of its legs is live
-        self._finished: list[SessionRecorder] = []  # ended sessions whose sockets still linger
+    def __init__(self, host: str) -> None:
+        self.host = host
         self._reserved: dict[int, tuple[socket.socket, socket.socket | None]] = {}
-        self._sweep: asyncio.TimerHandle | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self.stt: Transcription | None = None  # set by the app when a transcription provider runs
-        self.totals: Counter[str] = Counter()  # of legs already finished (live ones are summed on demand)
-        self.codec_totals: dict[str, Counter[str]] = {}  # the same per codec (packets, lost, late)
 
-    # --- ports (PortPool hooks) ------------------------------------------------------------------------------
     def reserve(self, port: int) -> bool:
         try:
             self._reserved[port] = bind_pair(self.host, port)
@@ -80,9 +68,54 @@ class RecordingMedia:
                 if sock is not None:
                     sock.close()
 
-    def _take(self, port: int) -> tuple[socket.socket, socket.socket | None]:
+    def take(self, port: int) -> tuple[socket.socket, socket.socket | None]:
         pair = self._reserved.pop(port, None)
         return pair if pair is not None else bind_pair(self.host, port)
+
+    def give(self, port: int, pair: tuple[socket.socket, socket.socket | None]) -> None:
+        """A pair bound elsewhere (a media worker receives it from the SIP process)."""
+        self._reserved[port] = pair
+
+    def close(self) -> None:
+        for port in list(self._reserved):
+            self.unreserve(port)
+
+
+def recover_sessions(config: Config, publish: Callable[[Event], None]) -> list[Path]:
+    """Repair sessions a crash interrupted and announce each with recording_ready (at start-up)."""
+
+    def announce(folder: Path, manifest: dict[str, Any]) -> None:
+        publish(ready_event(folder, manifest))
+
+    return recover_interrupted(
+        Path(config.recording.dir), flac=config.recording.format == "flac", on_recovered=announce
+    )
+
+
+class RecordingMedia:
+    reports_activity = True
+
+    def __init__(self, config: Config, publish: Callable[[Event], None], *, host: str | None = None) -> None:
+        self.config = config
+        self.publish = publish
+        self.root = Path(config.recording.dir)
+        self.host = host or config.sip.host or "0.0.0.0"
+        self.linger_s = LINGER_S
+        self.recorders: dict[str, SessionRecorder] = {}  # by session_id, while any of its legs is live
+        self._finished: list[SessionRecorder] = []  # ended sessions whose sockets still linger
+        self.sockets = PortSockets(self.host)
+        self._sweep: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.stt: Transcription | None = None  # set by the app when a transcription provider runs
+        self.totals: Counter[str] = Counter()  # of legs already finished (live ones are summed on demand)
+        self.codec_totals: dict[str, Counter[str]] = {}  # the same per codec (packets, lost, late)
+
+    # --- ports (PortPool hooks) ------------------------------------------------------------------------------
+    def reserve(self, port: int) -> bool:
+        return self.sockets.reserve(port)
+
+    def unreserve(self, port: int) -> None:
+        self.sockets.unreserve(port)
 
     # --- MediaSink ---------------------------------------------------------------------------------------------
     def open_leg(self, session: RecordingSession, leg: Leg) -> LegHandle:
@@ -91,7 +124,7 @@ class RecordingMedia:
             recorder = SessionRecorder(self, session, self.publish)
             self.recorders[session.session_id] = recorder
             set_marker(self.root, session.session_id, session.folder)
-        rtp_sock, rtcp_sock = self._take(leg.stream.port)
+        rtp_sock, rtcp_sock = self.sockets.take(leg.stream.port)
         handle = recorder.open_leg(leg)
         handle.rtp.sock, handle.rtcp.sock = rtp_sock, rtcp_sock  # owned by the endpoints from here on
         self._spawn(open_endpoint(rtp_sock, handle.rtp))
@@ -113,6 +146,17 @@ class RecordingMedia:
             self._spawn_flac(recorder, data)
         else:
             self._ready(recorder, data)
+
+    # --- live transcription (a media worker forwards the audio instead) -----------------------------------------
+    @property
+    def transcribes(self) -> bool:
+        return self.stt is not None
+
+    def open_tap(self, session: RecordingSession, leg: Leg, sample_rate: int, origin: float) -> AudioTap | None:
+        """Called with a leg's first decoded block (`origin`: wall time of its sample 0)."""
+        if self.stt is None:
+            return None
+        return TranscriptionTap(self.stt, session, leg, sample_rate, origin)
 
     # --- end of session ----------------------------------------------------------------------------------------
     def _ready(self, recorder: SessionRecorder, data: dict[str, Any]) -> None:
@@ -182,13 +226,7 @@ class RecordingMedia:
     # --- lifecycle ---------------------------------------------------------------------------------------------
     def recover(self) -> list[Path]:
         """Repair sessions a crash interrupted (call at start-up, before any new session)."""
-
-        def announce(folder: Path, manifest: dict[str, Any]) -> None:
-            self.publish(ready_event(folder, manifest))
-
-        return recover_interrupted(
-            self.root, flac=self.config.recording.format == "flac", on_recovered=announce
-        )
+        return recover_sessions(self.config, self.publish)
 
     async def close(self) -> None:
         """After the UAS ended every session: wait for FLAC jobs, close every socket."""
@@ -201,8 +239,7 @@ class RecordingMedia:
             for leg in recorder.legs:
                 leg.close_sockets()
         self._finished.clear()
-        for port in list(self._reserved):
-            self.unreserve(port)
+        self.sockets.close()
 
     # --- statistics ----------------------------------------------------------------------------------------------
     def _count(self, leg: LegRecorder) -> None:

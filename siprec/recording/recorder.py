@@ -25,13 +25,13 @@ from siprec.recording.combined import CombinedWriter
 from siprec.recording.leg import LegWriter
 from siprec.recording.manifest import iso_time, write_manifest
 from siprec.recording.timeline import Interval, to_samples
-from siprec.recording.transcription import TranscriptionTap
 from siprec.srs.metadata_model import Participant
 from siprec.srs.sdp import NegotiatedStream
 from siprec.srs.session import SESSION_SCOPE, Leg, RecordingSession, safe_name
 
 if TYPE_CHECKING:
     from siprec.recording.media import RecordingMedia
+    from siprec.recording.transcription import AudioTap
 
 __all__ = ["LegRecorder", "SessionRecorder", "stream_params"]
 
@@ -99,7 +99,7 @@ class LegRecorder:
             drop_paused=media.config.recording.pause_mode == "drop",
         )
         self.origin: float | None = None  # wall time of the leg file's sample 0
-        self.tap: TranscriptionTap | None = None  # live transcription of this leg (from its first block)
+        self.tap: AudioTap | None = None  # live transcription of this leg (from its first block)
         self.flushed_at = time.monotonic()
         self.closed = False
         self.close_at: float | None = None  # monotonic deadline for the lingering sockets
@@ -130,9 +130,7 @@ class LegRecorder:
         if self.origin is None:
             self.origin = self.stream.start_time or time.time()
             self.owner.leg_started(self)
-            stt = self.owner.media.stt
-            if stt is not None:
-                self.tap = TranscriptionTap(stt, self.owner.session, self.leg, self.stream.sample_rate, self.origin)
+            self.tap = self.owner.media.open_tap(self.owner.session, self.leg, self.stream.sample_rate, self.origin)
         if self.tap is not None:
             self.tap.feed(block.position, block.pcm)
         pauses = self.pauses()
@@ -405,7 +403,7 @@ class SessionRecorder:
             "dtmf": [vars(d) for d in self.dtmf_events],
             "metadata_versions": len(s.metadata_files),
             "metadata_files": list(s.metadata_files),
-            "transcript_file": TRANSCRIPT_FILE if self.media.stt is not None else None,
+            "transcript_file": TRANSCRIPT_FILE if self.media.transcribes else None,
         }
 
     def write_manifest(self, state: str) -> dict[str, Any]:

@@ -22,7 +22,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("siprec.recording")
 
-__all__ = ["LegTranscription", "Transcription", "TranscriptionTap", "speaker_label"]
+__all__ = ["AudioTap", "LegTranscription", "Transcription", "TranscriptionTap", "speaker_label"]
+
+
+class AudioTap(Protocol):
+    """What a LegRecorder feeds its decoded blocks to (`TranscriptionTap`, or a media worker's forwarder)."""
+
+    def feed(self, position: int, pcm: np.ndarray) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class LegTranscription(Protocol):

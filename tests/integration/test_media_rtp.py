@@ -45,7 +45,9 @@ def chunks(data: bytes, size: int = SPP) -> list[bytes]:
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[tuple[SiprecServer, list[Event]]]:
-    overrides = {"rtp": {"port_min": 43000, "port_max": 43999, "jitter_ms": 60}}
+    # Recorded in this process (media_workers 0): the after-BYE check reads the lingering leg's counters, which a
+    # worker keeps to itself. test_media_workers.py runs the other tests here with workers.
+    overrides = {"rtp": {"port_min": 43000, "port_max": 43999, "jitter_ms": 60, "media_workers": 0}}
     async with running_server(overrides, tmp=tmp_path) as srv:
         events: list[Event] = []
         srv.bus.subscribe(events.append)

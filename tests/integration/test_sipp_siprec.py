@@ -91,7 +91,12 @@ def ended(srs: Server) -> SessionEnded:
 async def test_basic(srs: Server, tmp_path: Path) -> None:
     await run_sipp("siprec_basic.xml", srs, tmp_path)
     assert srs.types() == ["session_started", "session_ended"]
-    assert srs.events[-1].type == "recording_ready"  # the files are final after the session ends
+    # The files are final after the session ends (recording_ready comes from a media worker: wait for it).
+    for _ in range(250):
+        if srs.events[-1].type == "recording_ready":
+            break
+        await asyncio.sleep(0.02)
+    assert srs.events[-1].type == "recording_ready"
     started = srs.events[0]
     assert isinstance(started, SessionStarted) and started.siprec
     assert [(leg.label, leg.codec, leg.participant.name if leg.participant else None) for leg in started.legs] == [
