@@ -9,6 +9,7 @@ Hostile peers are bounded: datagram and message sizes, connection count, idle ti
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import ssl
 from collections.abc import Callable
@@ -21,6 +22,8 @@ from siprec.sip.parser import KeepAlive, StreamFramer, parse_message
 from siprec.sip.transaction import Peer
 
 log = logging.getLogger("siprec.sip.transport")
+
+PICK_PORT_ATTEMPTS = 5  # ports 0: tries at one free port number for both UDP and TCP
 
 SipMessageT = SipRequest | SipResponse
 
@@ -158,8 +161,22 @@ class SipTransport:
 
     # --- life cycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
+        # Ports 0 for UDP and TCP ask for one free port for both: the port the kernel picks for UDP can be taken
+        # for TCP (an outgoing connection's ephemeral port), so pick again a few times before giving up.
+        attempts = PICK_PORT_ATTEMPTS if self._want["UDP"] == 0 and self._want["TCP"] == 0 else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                await self._start_once()
+                return
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or attempt == attempts:
+                    raise
+                log.debug("UDP port %s is taken for TCP: picking another", exc)
+
+    async def _start_once(self) -> None:
         loop = asyncio.get_running_loop()
         udp, tcp, tls = self._want["UDP"], self._want["TCP"], self._want["TLS"]
+        self.bound = {}
         try:
             if udp is not None:
                 transport, proto = await loop.create_datagram_endpoint(

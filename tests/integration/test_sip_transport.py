@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from pathlib import Path
 
 import pytest
 
 from siprec.app import Components
+from siprec.sip.core import SipCore
 from siprec.sip.message import SipResponse
 from siprec.sip.parser import parse_message
+from siprec.sip.transport import SipTransport
+from siprec.sip.validation import UasPolicy
 from tests.integration.sip_server import UdpClient, run_sipp, running_server, self_signed_cert
 from tests.sip_helpers import FixedAnswerApp
 
@@ -51,6 +55,31 @@ async def test_sipp_options_over_udp_and_tcp(transport: str, tmp_path: Path) -> 
 async def test_udp_and_tcp_share_one_port() -> None:
     async with running_server(application=fixed_app) as server:
         assert server.transport.bound["UDP"] == server.transport.bound["TCP"]
+
+
+async def test_port_zero_picks_again_when_the_udp_port_is_taken_for_tcp() -> None:
+    """Ports 0: the UDP port the kernel picks may be busy for TCP (someone's ephemeral port); pick another."""
+    blockers: list[socket.socket] = []
+    transport = SipTransport(SipCore(FixedAnswerApp(), policy=UasPolicy()), host="127.0.0.1", udp_port=0, tcp_port=0)
+    listen = transport._listen
+
+    async def taken_once(name: str, port: int, ctx: ssl.SSLContext | None) -> None:
+        if not blockers:  # the first pick: really occupy that TCP port, as another process would
+            blocker = socket.socket()
+            blocker.bind(("127.0.0.1", port))
+            blocker.listen()
+            blockers.append(blocker)
+        await listen(name, port, ctx)
+
+    transport._listen = taken_once  # type: ignore[method-assign]
+    try:
+        await transport.start()
+        first = blockers[0].getsockname()[1]
+        assert transport.bound["UDP"] == transport.bound["TCP"] != first
+    finally:
+        await transport.stop()
+        for b in blockers:
+            b.close()
 
 
 async def test_tls_options_with_raw_client(tmp_path: Path) -> None:
