@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -135,3 +135,6 @@ async def make_harness(
     service = SttService(config, events.append, registry, max_lag_s=max_lag_s)
     await service.start()
     return Harness(service, events, tmp_path)
+
+
+Factory = Callable[..., Awaitable[Harness]]  # the `harness` fixture (conftest.py): builds harnesses

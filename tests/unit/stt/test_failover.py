@@ -6,33 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from siprec.events.types import SttQueued, TranscriptEvent
-from tests.unit.stt.harness import RATE, THREE_TONES, Harness, make_harness, play, script
+from tests.unit.stt.harness import RATE, THREE_TONES, Factory, make_harness, play, script
 from tests.unit.stt.tone_provider import NarrowbandProvider, ToneProvider
-
-Factory = Callable[..., Awaitable[Harness]]
-
-
-@pytest.fixture
-async def harness(tmp_path: Path) -> AsyncIterator[Factory]:
-    ToneProvider.instances.clear()
-    NarrowbandProvider.instances.clear()
-    made: list[Harness] = []
-
-    async def factory(stt: dict[str, Any], **kw: Any) -> Harness:
-        h = await make_harness(tmp_path, stt, **kw)
-        made.append(h)
-        return h
-
-    yield factory
-    for h in made:
-        await h.service.close()
 
 
 def approx(value: float) -> Any:
