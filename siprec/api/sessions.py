@@ -283,9 +283,7 @@ async def pause_all(request: web.Request) -> web.StreamResponse:
     ctx = api_context(request)
     _pause_enabled(ctx)
     body: PauseRequest = request[BODY]
-    changed = 0
-    for session in _live(ctx):
-        changed += _pause(ctx, session, body)
+    changed = sum(_pause(ctx, session, body) for session in _live(ctx))
     log.info("pause-all: %d session(s) changed (recording=%s, transcription=%s)", changed,
              body.pause_recording, body.pause_transcription)  # fmt: skip
     return _all_result(ctx, "All sessions paused", changed)
@@ -299,9 +297,7 @@ async def resume_all(request: web.Request) -> web.StreamResponse:
     ctx = api_context(request)
     _pause_enabled(ctx)
     body: ResumeRequest = request[BODY]
-    changed = 0
-    for session in _live(ctx):
-        changed += _resume(ctx, session, body)
+    changed = sum(_resume(ctx, session, body) for session in _live(ctx))
     log.info("resume-all: %d session(s) changed", changed)
     return _all_result(ctx, "All sessions resumed", changed)
 
