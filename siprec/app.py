@@ -17,6 +17,7 @@ from siprec.api.server import ApiServer
 from siprec.api.wiring import register_core
 from siprec.config import Config
 from siprec.events.bus import EventBus
+from siprec.heap import freeze_startup_heap
 from siprec.reload import ConfigReloader, install_sighup, register_components
 from siprec.services import Services
 from siprec.sip.admission import AdmissionControl, SourceLimits
@@ -222,6 +223,7 @@ async def serve_forever(config: Config) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await server.start()
+    freeze_startup_heap("siprec")
     remove_sighup = install_sighup(loop, server.reloader)  # SIGHUP: reload the config file, as the API does
     try:
         await stop.wait()

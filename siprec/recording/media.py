@@ -133,6 +133,9 @@ class RecordingMedia:
         self._arm()
         return handle
 
+    def save_metadata(self, session: RecordingSession, name: str, raw: bytes) -> None:
+        (session.folder / name).write_bytes(raw)
+
     def session_ended(self, session: RecordingSession) -> None:
         recorder = self.recorders.pop(session.session_id, None)
         if recorder is None:

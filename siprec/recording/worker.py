@@ -29,6 +29,7 @@ from siprec.config import Config
 from siprec.events.types import Event
 from siprec.logsetup import configure_logging
 from siprec.recording.channel import Channel
+from siprec.heap import freeze_startup_heap
 from siprec.recording.manifest import clear_marker
 from siprec.recording.media import RecordingMedia, ready_event
 from siprec.recording.mirror import SessionMirror
@@ -149,6 +150,13 @@ class WorkerMedia(RecordingMedia):
                 getattr(handle, kind)()
             if kind == "close":
                 del self.handles[(session.session_id, key)]
+        elif kind == "metadata":
+            _, snap, name, raw = message
+            session = self.mirror(snap)
+            try:
+                self.save_metadata(session, name, raw)  # type: ignore[arg-type]
+            except OSError as exc:
+                log.error("%s not saved in %s: %s", name, session.folder, exc, extra={"call_id": session.call_id})
         elif kind == "end":
             session = self.mirror(message[1])
             self.mirrors.pop(session.session_id, None)
@@ -181,6 +189,7 @@ async def serve(sock: socket.socket) -> int:
             media = WorkerMedia(config, channel.send, host=host, transcribes=transcribes)
             if POLL_PACING_S > 0:
                 loop.call_soon(pace_polls, media, loop)
+            freeze_startup_heap(f"media worker {os.getpid()}")
             channel.send(("hello", os.getpid()))
             log.info("media worker %d ready", os.getpid())
         elif kind == "exit":

@@ -33,7 +33,6 @@ import siprec
 from siprec.config import Config
 from siprec.events.types import Event, RecordingReady
 from siprec.recording.channel import Channel
-from siprec.recording.manifest import set_marker
 from siprec.recording.media import PortSockets, recover_sessions
 from siprec.recording.mirror import snapshot
 from siprec.recording.transcription import Transcription, TranscriptionTap
@@ -82,6 +81,7 @@ class SessionLink:
     taps: dict[int, TranscriptionTap] = field(default_factory=dict)
     stats: list[dict[str, Any]] = field(default_factory=list)
     ended: bool = False
+    opened: int = 0  # legs handed to the worker (keys also number legs a snapshot saw before they opened)
 
     def send(self, kind: str, *args: Any, fds: list[int] | tuple[int, ...] = ()) -> None:
         self.worker.send((kind, snapshot(self.session, self.keys), *args), fds)
@@ -233,14 +233,20 @@ class MediaWorkers:
         worker.stats = {}
 
     # --- MediaSink -------------------------------------------------------------------------------------------
-    def open_leg(self, session: RecordingSession, leg: Leg) -> LegHandle:
+    def _link(self, session: RecordingSession) -> SessionLink:
         link = self.links.get(session.session_id)
         if link is None:
             link = SessionLink(session, self._pick())
             self.links[session.session_id] = link
-            # Before the 200 OK, as in one process: the session counts as in progress (and is recovered after a
-            # crash) from now on, not from when the worker gets to it. The worker sets the same marker again.
-            set_marker(Path(self.config.recording.dir), session.session_id, session.folder)
+        return link
+
+    def save_metadata(self, session: RecordingSession, name: str, raw: bytes) -> None:
+        # The worker writes it, as it writes the session's marker, manifest and WAVs: file creation costs 0.02
+        # to 1 ms on a busy disk and the SIP process answers INVITEs meanwhile (docs/recording.md).
+        self._link(session).send("metadata", name, raw)
+
+    def open_leg(self, session: RecordingSession, leg: Leg) -> LegHandle:
+        link = self._link(session)
         worker = link.worker
         config = (self.config.rtp, self.config.recording)
         if worker.sent_config != config:  # a reload replaced a section: new legs use it, as in one process
@@ -250,6 +256,7 @@ class MediaWorkers:
         fds = [rtp.detach()] + ([rtcp.detach()] if rtcp is not None else [])
         key = link.keys.setdefault(leg, len(link.keys) + 1)  # the numbering snapshot() uses for new legs
         link.send("open", key, fds=fds)  # the channel closes our copies once they are sent
+        link.opened += 1
         worker.opened_legs += 1
         return WorkerLeg(link, key)
 
@@ -259,6 +266,8 @@ class MediaWorkers:
             return
         link.ended = True
         link.send("end")
+        if not link.opened:  # no leg was opened (set-up failed after the metadata): no recording_ready will come
+            del self.links[session.session_id]
 
     def recover(self) -> list[Path]:
         """Repair sessions a crash interrupted (at start-up, before any new session), then start the workers."""

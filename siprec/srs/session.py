@@ -86,6 +86,11 @@ class MediaSink(Protocol):
 
     def open_leg(self, session: RecordingSession, leg: Leg) -> LegHandle: ...
 
+    def save_metadata(self, session: RecordingSession, name: str, raw: bytes) -> None:
+        """Keep a metadata version, as received, in the session's folder (which exists). The sink writes it
+        where it writes the session's other files: with media workers that is off the SIP event loop."""
+        ...
+
     def session_ended(self, session: RecordingSession) -> None:
         """Every leg is closed and the session's fields are final (the manifest can be written)."""
         ...
@@ -112,6 +117,9 @@ class NoMediaPlugged:
 
     def open_leg(self, session: RecordingSession, leg: Leg) -> LegHandle:
         return _NoLeg()
+
+    def save_metadata(self, session: RecordingSession, name: str, raw: bytes) -> None:
+        (session.folder / name).write_bytes(raw)
 
     def session_ended(self, session: RecordingSession) -> None:
         pass
@@ -424,7 +432,7 @@ class RecordingSession:
     def _apply_metadata(self, doc: RecordingMetadata, raw: bytes) -> MetadataChange:
         change = self.metadata.apply(doc)
         name = f"metadata-{self.metadata.version}.xml"
-        (self.folder / name).write_bytes(raw)
+        self.media.save_metadata(self, name, raw)
         self.metadata_files.append(name)
         return change
 

@@ -232,3 +232,27 @@ async def test_a_killed_worker_is_logged_and_replaced_and_stop_leaks_nothing(
     assert len(asyncio.all_tasks()) == tasks_before
     # The loop closes transports on its next iterations: wait for the descriptors to come back, with a deadline.
     await wait_for(lambda: open_fds() == fds_before, timeout=5, what=f"descriptors back to {fds_before}")
+
+
+async def test_a_set_up_failing_after_the_metadata_leaves_no_session_behind(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The metadata goes to the worker before the legs are opened; when opening a leg fails, the INVITE gets a
+    500 and the worker link is dropped with the session (a stop must not wait for its recording_ready)."""
+    async with running_server({"rtp": {"port_min": 47000, "port_max": 47999}}, tmp=tmp_path) as srv:
+        media = srv.app.media  # type: ignore[attr-defined]
+        assert isinstance(media, MediaWorkers)
+
+        def refuse(port: int) -> Any:
+            raise OSError("RTP socket lost")
+
+        monkeypatch.setattr(media.sockets, "take", refuse)
+        call = SrcCall(sip_port(srv))
+        with pytest.raises(AssertionError, match="INVITE answered 500"):
+            await call.invite([LegOffer(label="1")])
+        call.close()
+        assert media.links == {}
+        monkeypatch.undo()
+        started = time.monotonic()
+    assert time.monotonic() - started < 10
+    assert "had no recording_ready" not in caplog.text

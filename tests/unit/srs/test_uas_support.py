@@ -116,6 +116,9 @@ class RecordingMedia:
     def open_leg(self, session: RecordingSession, leg: Leg) -> FakeLeg:
         return FakeLeg(self.log, leg)
 
+    def save_metadata(self, session: RecordingSession, name: str, raw: bytes) -> None:
+        self.log.append(("metadata", len(raw), name))
+
     def session_ended(self, session: RecordingSession) -> None:
         self.ended.append(session.call_id)
 
