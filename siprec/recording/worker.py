@@ -27,9 +27,9 @@ import numpy as np
 
 from siprec.config import Config
 from siprec.events.types import Event
+from siprec.heap import freeze_startup_heap
 from siprec.logsetup import configure_logging
 from siprec.recording.channel import Channel
-from siprec.heap import freeze_startup_heap
 from siprec.recording.manifest import clear_marker
 from siprec.recording.media import RecordingMedia, ready_event
 from siprec.recording.mirror import SessionMirror
