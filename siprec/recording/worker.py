@@ -114,7 +114,7 @@ class WorkerMedia(RecordingMedia):
         self.report()
 
     def report(self) -> None:
-        sessions = {sid: self.session_stats(sid) for sid in self.recorders}
+        sessions = {sid: self.leg_counters(sid) for sid in self.recorders}
         self.send(("report", sorted(self._active), self.stats(), sessions, self.live_legs))
         self._active.clear()
 

@@ -33,7 +33,7 @@ import siprec
 from siprec.config import Config
 from siprec.events.types import Event, RecordingReady
 from siprec.recording.channel import Channel
-from siprec.recording.media import PortSockets, recover_sessions
+from siprec.recording.media import LegCounters, PortSockets, counters_entry, recover_sessions
 from siprec.recording.mirror import snapshot
 from siprec.recording.transcription import Transcription, TranscriptionTap
 from siprec.srs.sdp import NegotiatedStream
@@ -79,7 +79,7 @@ class SessionLink:
     worker: WorkerProcess
     keys: dict[Leg, int] = field(default_factory=dict)
     taps: dict[int, TranscriptionTap] = field(default_factory=dict)
-    stats: list[dict[str, Any]] = field(default_factory=list)
+    counters: tuple[LegCounters, ...] = ()  # as last reported by the worker
     ended: bool = False
     opened: int = 0  # legs handed to the worker (keys also number legs a snapshot saw before they opened)
 
@@ -332,10 +332,10 @@ class MediaWorkers:
                 link = self.links.get(sid)
                 if link is not None:
                     link.session.touch_media(now)
-            for sid, rows in sessions.items():
+            for sid, counters in sessions.items():
                 link = self.links.get(sid)
                 if link is not None:
-                    link.stats = rows
+                    link.counters = counters
             worker.stats, worker.live_legs, worker.opened_legs = stats, live_legs, 0
         elif kind == "pcm":
             _, sid, key, origin, rate, position, pcm = message
@@ -394,7 +394,7 @@ class MediaWorkers:
 
     def session_stats(self, session_id: str) -> list[dict[str, Any]]:
         link = self.links.get(session_id)
-        return list(link.stats) if link is not None and not link.ended else []
+        return [counters_entry(c) for c in link.counters] if link is not None and not link.ended else []
 
     @property
     def live_legs(self) -> int:

@@ -116,6 +116,18 @@ async def test_pause_recording_silences_every_leg_and_shows_in_the_manifest(tmp_
             status, resumed = await post(api, path + "/resume", None, KEY)
             assert status == 200 and resumed["is_paused"] is False and resumed["paused_at"] is None
             await sender
+        # The RTP counters the media worker reports every half second reach the session view (paused packets
+        # are received and counted too).
+        deadline = time.monotonic() + 10
+        while True:
+            _, listed = await get(api, f"/api/sessions?id={quote(call.call_id)}")
+            rtp = listed["sessions"][0]["analytics"]["rtp"]
+            if rtp["packets_received"] == len(packets) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        assert rtp["packets_received"] == len(packets) and rtp["packets_lost"] == 0
+        assert [(leg["index"], leg["codec"], leg["packets_received"]) for leg in rtp["legs"]] == [
+            (0, "PCMU", len(packets)), (1, "PCMU", 0)]  # fmt: skip
         manifest = await api.manifest_after_bye(call)
     pauses = [(p["scope"], p["reason"]) for p in manifest["pauses"]]
     assert pauses == [("session", "api")] and manifest["pauses"][0]["end"] is not None
