@@ -207,10 +207,10 @@ def _with_values(model: BaseModel, updates: Mapping[tuple[str, ...], Any]) -> An
 def parse_config_text(text: str, name: str = "body") -> dict[str, Any]:
     """A config document (YAML, or JSON which YAML reads too) as a mapping; ConfigError naming `name` if not one.
     Duplicate keys are refused, as in a config file."""
-    from siprec.config import _UniqueKeyLoader  # the file loader's own (duplicate keys are an error)
+    from siprec.config.loading import UniqueKeyLoader  # the file loader's own (duplicate keys are an error)
 
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""

@@ -256,7 +256,7 @@ def _validate_options(
 
 def _coerce_env_strings(model: type[BaseModel], section: Mapping[str, Any]) -> dict[str, Any]:
     """Environment variables give strings: pydantic parses numbers and booleans from them, lists we split here
-    ("a, b" or a YAML list "[a, b]"), as config.py does for its own list keys."""
+    ("a, b" or a YAML list "[a, b]"), as siprec.config does for its own list keys."""
     out = dict(section)
     for key, value in section.items():
         field = model.model_fields.get(key)
