@@ -7,7 +7,8 @@
   index.json (what was matched, each member's size and SHA-256, files that vanished meanwhile).
 - POST /api/compliance/gdpr/erase (WRITE, body {call_id | participant, confirm: true}, or dry_run: true to see
   what would go): removes the matching recording folders entirely, refuses with 409 SESSION_ACTIVE while any of
-  them is live or being finalised (its .inprogress marker exists: recording, or FLAC transcoding after the call),
+  them is live or being finalised (its .inprogress marker exists: recording, or FLAC transcoding after the call; or
+  STT still reads its legs or has to write its transcript.json),
   publishes `recording_erased` per folder and writes one audit line per folder (logger siprec.audit).
 
 Selecting a data subject: `call_id` (every recording of that Call-ID, re-used ones included) and/or `participant`,
@@ -322,6 +323,8 @@ async def gdpr_erase(request: web.Request) -> web.StreamResponse:
     live = live_sessions(ctx)
     found = await _select(ctx, body, live)
     marked = await asyncio.to_thread(index.marked_folders)
+    if ctx.stt is not None:  # post-call transcription still reading the legs or writing transcript.json
+        marked |= ctx.stt.busy_folders()
     busy = [r for r in found if r.folder in live or r.folder.resolve() in marked]
     if busy:
         raise ApiError(

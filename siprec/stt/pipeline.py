@@ -204,6 +204,14 @@ class SttService:
             if leg.job is not None and not leg.job.ready:
                 self._jobs.mark_ready(leg.job, session.leg_files.get(leg.index))
 
+    def busy_folders(self) -> set[Path]:
+        """Recording folders STT still reads or writes (resolved): sessions whose transcript.json is not written
+        yet and the files of pending jobs. An erase must wait for them (/api/compliance/gdpr/erase answers 409)."""
+        folders = {s.folder for s in self._sessions.values() if s.ended and s.folder is not None}
+        if self._jobs is not None:
+            folders |= {j.path.parent for j in self._jobs.jobs() if j.pending and j.path is not None}
+        return {folder.resolve() for folder in folders}
+
     async def wait_idle(self) -> None:
         """Until every ended session has its transcript.json written (or given up)."""
         while self._finalizers:

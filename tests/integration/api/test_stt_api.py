@@ -294,6 +294,38 @@ async def test_a_recorded_call_is_transcribed_by_call_id(stt: Stt) -> None:
     assert all((Path(ready.folder) / leg["file"]).is_file() for leg in manifest["legs"])  # left in place
 
 
+async def test_a_recording_stt_is_working_on_cannot_be_erased(stt: Stt) -> None:
+    """GDPR erase waits for the transcription of the recording: 409 SESSION_ACTIVE while its job runs, then
+    erased (a job reading a file that is gone, or a transcript written into a folder erased, is what it avoids)."""
+    api = stt.api
+    call = await api.call(("Alice", "Bob"))
+    audio = (PIPER / "s01.ulaw").read_bytes()[: 160 * 50]
+    with rtp_socket() as sock:
+        packets = rtp_packets([audio[i : i + 160] for i in range(0, len(audio), 160)], payload_type=0,
+                              samples_per_packet=160)  # fmt: skip
+        await send_paced(sock, call.rtp_ports[0], [(i * 0.02, p) for i, p in enumerate(packets)])
+    manifest = await api.manifest_after_bye(call)
+    EnergyProvider.gate = asyncio.Event()
+    status, body = await stt.submit(
+        b'{"call_id": "%s", "leg": 0}' % call.call_id.encode(), "application/json"
+    )
+    assert status == 202, body
+    job_id = body["jobs"][0]["id"]
+    await stt.job_when(job_id, "running")
+    erase = {"call_id": call.call_id, "confirm": True}
+    async with api.http.post(api.url("/api/compliance/gdpr/erase"), json=erase, headers=KEY) as r:
+        status, refused = r.status, await r.json()
+    assert status == 409 and refused["error"]["code"] == "SESSION_ACTIVE"
+    assert refused["error"]["details"]["call_ids"] == [call.call_id]
+    ready = next(e for e in api.events if isinstance(e, RecordingReady) and e.call_id == call.call_id)
+    assert (Path(ready.folder) / manifest["legs"][0]["file"]).is_file()
+    EnergyProvider.gate.set()
+    await stt.job_when(job_id, "done")
+    async with api.http.post(api.url("/api/compliance/gdpr/erase"), json=erase, headers=KEY) as r:
+        status, erased = r.status, await r.json()
+    assert status == 200 and erased["erased"] is True and not Path(ready.folder).exists()
+
+
 # --- queue, purge, stats, metrics ------------------------------------------------------------------------------
 
 

@@ -171,6 +171,25 @@ async def test_capacity_queue_fifo_events_and_post_call_times(harness: Factory) 
     assert h.lifecycle()[-1] == ("started", "s2", 0, "live", "tone")
 
 
+async def test_a_folder_is_busy_until_its_transcript_is_written(harness: Factory) -> None:
+    """busy_folders() (what a GDPR erase waits for) holds the session's folder from the end of the call, while
+    its post-call job runs, until transcript.json is written."""
+    h = await harness({"provider": "tone", "max_concurrent": 1})
+    legs = [h.open(0), h.open(1)]  # leg 1 waits for the call to end (capacity)
+    audio = script((600, 0.4), (0, 0.4))
+    await play([(legs[0], audio, 0.0), (legs[1], audio, 0.0)])
+    for leg in legs:
+        leg.close()
+    assert h.service.busy_folders() == set()  # live: the recording side says so, not STT
+    files = {i: h.write_leg(i, audio) for i in range(2)}
+    folder = files[0].parent
+    h.service.session_ended(call_id="call-s1", session_id="s1", folder=folder, leg_files=files)
+    assert h.service.busy_folders() == {folder.resolve()}
+    await asyncio.wait_for(h.service.wait_idle(), 30)
+    assert (folder / "transcript.json").is_file()
+    assert h.service.busy_folders() == set()
+
+
 async def test_jobs_wait_for_their_session_then_run_in_queue_order(harness: Factory) -> None:
     h = await harness({"provider": "tone", "max_concurrent": 1})
     live = h.open(0, session="s0")
