@@ -462,7 +462,7 @@ async def stt_stats(request: web.Request) -> web.StreamResponse:
 
 _COUNTERS = frozenset(
     {
-        "legs_opened", "legs_live", "legs_queued", "lagging_switches", "stream_failures", "failovers",
+        "legs_opened", "legs_live", "legs_queued", "legs_promoted", "lagging_switches", "stream_failures", "failovers",
         "failed_to_post_call", "jobs_done", "jobs_failed", "jobs_abandoned", "finals", "partials",
         "transcripts_written",
     }

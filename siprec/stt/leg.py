@@ -180,6 +180,18 @@ class LegTranscriber:
         self.mode, self.provider = QUEUED, provider
         return self._queue_job(reason, provider, announce=True)
 
+    @property
+    def waiting_for_slot(self) -> bool:
+        """Queued for capacity, still open and never live: a live slot that frees may take it."""
+        return self._whole_leg and self.mode == QUEUED and not self._closed
+
+    def go_live(self, provider: str) -> None:
+        """A live slot freed while this leg waited: transcribe it live from now on. What it said before stays in
+        its post-call job, which now covers the leg's start up to the stream's first block."""
+        self._whole_leg = False
+        self._gap_from = self.clock.start  # closed by the first block the stream gets (None: nothing before)
+        self.start_live(provider)
+
     def spans(self) -> list[Span]:
         """The stretches of the leg no live stream transcribed (session times), paused stretches left out."""
         start, end = self.clock.start, self.clock.end

@@ -18,6 +18,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,7 @@ class SttService:
         self._ctx: PipelineContext | None = None
         self._sessions: dict[str, _Session] = {}
         self._live: set[LegTranscriber] = set()
+        self._waiting: deque[LegTranscriber] = deque()  # queued for capacity, first come first promoted
         self._finalizers: set[asyncio.Task[None]] = set()
         self._last_failure: float | None = None
         self._state = "new"  # new | running | closing | closed
@@ -98,7 +100,7 @@ class SttService:
             pool=self._pool, jobs=self._jobs, publish=self._publish, counters=self.counters, latency=self.latency,
             language=stt.language, partials=stt.partials, max_lag_s=self._max_lag_s,
             drop_paused=self._config.recording.pause_mode == "drop",
-            on_live_end=self._live.discard, on_failure=self._note_failure,
+            on_live_end=self._live_ended, on_failure=self._note_failure,
         )  # fmt: skip
         self._state = "running"
         if plan.enabled:
@@ -170,11 +172,31 @@ class SttService:
         if limit and len(self._live) >= limit:
             self.counters.legs_queued += 1
             leg.queue_whole_leg(active)
+            self._waiting.append(leg)
         else:
             self.counters.legs_live += 1
             self._live.add(leg)
             leg.start_live(active)
         return leg
+
+    def _live_ended(self, leg: LegTranscriber) -> None:
+        """A live stream is over: its slot goes to the leg that has waited longest and is still in its call."""
+        self._live.discard(leg)
+        limit = self._config.stt.max_concurrent
+        active = self._pool.active if self._pool is not None else None
+        while self._waiting and active is not None and self._state == "running":
+            if limit and len(self._live) >= limit:
+                return
+            waiting = self._waiting.popleft()
+            if not waiting.waiting_for_slot:
+                continue  # its call ended: the post-call job has the whole leg
+            self.counters.legs_promoted += 1
+            self._live.add(waiting)
+            log.info(
+                "leg %d: a live STT slot is free, transcribing it live from now on",
+                waiting.index, extra={"call_id": waiting.who.call_id},
+            )  # fmt: skip
+            waiting.go_live(active)
 
     def session_ended(
         self, *, call_id: str, session_id: str, folder: Path, leg_files: dict[int, Path]

@@ -20,6 +20,7 @@ class Counters:
     legs_opened: int = 0
     legs_live: int = 0  # legs that got a live stream at open
     legs_queued: int = 0  # legs queued for post-call at open (capacity)
+    legs_promoted: int = 0  # of those, legs that went live mid-call when a live stream ended
     lagging_switches: int = 0
     stream_failures: int = 0
     failovers: int = 0  # a failed leg went on live with the next provider

@@ -106,11 +106,12 @@ async def test_no_provider_can_start(harness: Factory, tmp_path: Path) -> None:
 async def test_failing_post_call_job_moves_to_the_next_provider(harness: Factory) -> None:
     h = await harness({"provider": "tone", "fallback": ["narrowband"], "max_concurrent": 1,
                        "tone": {"fail_files": True}})  # fmt: skip
-    h.open(1).close()
+    live = h.open(1)  # holds the only live slot for the whole call
     leg = h.open(0)
     audio = script((0, 0.2), (440, 0.4), (0, 0.4))
     await play([(leg, audio, 0.0)])
     leg.close()
+    live.close()
     path = await h.end("s1", {0: h.write_leg(0, audio)})
     assert [x for x in h.lifecycle() if x[3] == "post_call"] == [("started", "s1", 0, "post_call", "tone")]
     assert segments(path) == [("tone 440", approx(0.2), "narrowband")]
@@ -133,10 +134,11 @@ async def test_job_with_no_provider_left_fails_and_transcript_is_still_written(h
 
 async def test_missing_leg_file_fails_the_job_only(harness: Factory, tmp_path: Path) -> None:
     h = await harness({"provider": "tone", "max_concurrent": 1})
-    h.open(1).close()
+    slot = h.open(1)  # holds the only live slot for the whole call
     leg = h.open(0)
     leg.feed(script((440, 0.4)), 0.0)
     leg.close()
+    slot.close()
     path = await h.end("s1", {0: tmp_path / "nope.wav"})
     assert json.loads(path.read_text())["segments"] == []
     assert h.service.stats()["jobs_failed"] == 1
@@ -168,11 +170,12 @@ async def test_close_flushes_live_legs_abandons_unended_jobs_and_leaks_nothing(t
 async def test_close_runs_jobs_of_ended_sessions(tmp_path: Path) -> None:
     before = asyncio.all_tasks()
     h = await make_harness(tmp_path, {"provider": "tone", "max_concurrent": 1})
-    h.open(1).close()
+    slot = h.open(1)  # holds the only live slot for the whole call
     leg = h.open(0)
     audio = script((440, 0.4), (0, 0.4))
     await play([(leg, audio, 0.0)])
     leg.close()
+    slot.close()
     h.service.session_ended(
         call_id="call-s1", session_id="s1", folder=tmp_path, leg_files={0: h.write_leg(0, audio)}
     )
@@ -195,12 +198,13 @@ async def test_close_with_jobs_timeout_abandons_the_rest(tmp_path: Path) -> None
 
     before = asyncio.all_tasks()
     h = await make_harness(tmp_path, {"provider": "slowfiles", "max_concurrent": 1}, providers=(SlowFiles,))
-    h.open(1).close()
+    slot = h.open(1)  # holds the only live slot for the whole call
     legs = [h.open(0), h.open(2)]
     audio = script((440, 0.4))
     await play([(leg, audio, 0.0) for leg in legs])
     for leg in legs:
         leg.close()
+    slot.close()
     h.service.session_ended(call_id="call-s1", session_id="s1", folder=tmp_path,
                             leg_files={0: h.write_leg(0, audio), 2: h.write_leg(2, audio)})  # fmt: skip
     await asyncio.wait_for(entered.wait(), 30)

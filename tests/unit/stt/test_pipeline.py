@@ -171,6 +171,49 @@ async def test_capacity_queue_fifo_events_and_post_call_times(harness: Factory) 
     assert h.lifecycle()[-1] == ("started", "s2", 0, "live", "tone")
 
 
+async def test_a_queued_leg_goes_live_when_a_slot_frees(harness: Factory) -> None:
+    """max_concurrent 1: the second call's leg waits; when the first call's stream ends it goes live from then on
+    (finals during the call), and what it said while it waited is transcribed after its call."""
+    h = await harness({"provider": "tone", "max_concurrent": 1})
+    first, second = h.open(0, session="s1"), h.open(0, session="s2")
+    before = script((0, 0.1), (400, 0.5), (0, 0.4))  # 1.0 s while it waits
+    await play([(first, before, 0.0), (second, before, 0.0)])
+    first.close()
+    await first.wait_finished()
+    assert [x for x in h.lifecycle() if x[1] == "s2"] == [
+        ("queued", "s2", 0, "capacity", 1),
+        ("started", "s2", 0, "live", "tone"),
+    ]
+    after = script((700, 0.5), (0, 0.5))
+    await play([(second, after, 1.0)])
+    second.close()
+    await second.wait_finished()
+    live = [(e.text, e.start) for e in h.finals() if e.call_id == "call-s2"]
+    assert live == [("tone 700", approx(1.0))]  # before the call's end, from the live stream
+    path = await h.end("s2", {0: h.write_leg(0, np.concatenate([before, after]), session="s2")})
+    assert [x for x in h.lifecycle() if x[1] == "s2"][-1] == ("started", "s2", 0, "post_call", "tone")
+    data = json.loads(path.read_text())
+    assert [(s["text"], s["start"]) for s in data["segments"]] == [
+        ("tone 400", approx(0.1)),
+        ("tone 700", approx(1.0)),
+    ]
+    assert ToneProvider.instances[0].files == [(16000, approx(1.0))]  # only the stretch before it went live
+    stats = h.service.stats()
+    assert (stats["legs_queued"], stats["legs_promoted"], stats["live_streams"]) == (1, 1, 0)
+
+
+async def test_a_leg_whose_call_ended_is_not_promoted(harness: Factory) -> None:
+    h = await harness({"provider": "tone", "max_concurrent": 1})
+    first, second, third = h.open(0, session="s1"), h.open(0, session="s2"), h.open(0, session="s3")
+    audio = script((400, 0.5), (0, 0.5))
+    await play([(first, audio, 0.0), (second, audio, 0.0), (third, audio, 0.0)])
+    second.close()  # its call ended while it waited: the job has the whole leg
+    first.close()
+    await first.wait_finished()
+    assert [x[1] for x in h.lifecycle() if x[0] == "started"] == ["s1", "s3"]
+    assert h.service.stats()["legs_promoted"] == 1
+
+
 async def test_a_folder_is_busy_until_its_transcript_is_written(harness: Factory) -> None:
     """busy_folders() (what a GDPR erase waits for) holds the session's folder from the end of the call, while
     its post-call job runs, until transcript.json is written."""
@@ -287,7 +330,7 @@ async def test_post_call_leaves_out_pauses_and_maps_times(
     harness: Factory, pause_mode: str, recording_too: bool
 ) -> None:
     h = await harness({"provider": "tone", "max_concurrent": 1}, recording={"pause_mode": pause_mode})
-    h.open(5).close()  # takes the only live slot
+    slot = h.open(5)  # holds the only live slot for the whole call
     paused = False
     recording_paused = (lambda: paused) if recording_too else (lambda: False)
     leg = h.open(0, paused=lambda: paused, recording_paused=recording_paused)
@@ -299,6 +342,7 @@ async def test_post_call_leaves_out_pauses_and_maps_times(
     audio = script(*THREE_TONES)
     await play([(leg, audio, 4.0)], on_block=flip)
     leg.close()
+    slot.close()
     if pause_mode == "drop" and recording_too:  # the recording cut the paused stretch out of the file
         recorded = np.concatenate([audio[: int(1.1 * RATE)], audio[int(1.9 * RATE) :]])
     elif recording_too:  # the recording wrote zeros
@@ -307,5 +351,6 @@ async def test_post_call_leaves_out_pauses_and_maps_times(
     else:  # only transcription paused: the file holds the audio, the job must leave it out
         recorded = audio
     path = await h.end("s1", {0: h.write_leg(0, recorded)})
+    assert [x[3] for x in h.lifecycle() if x[2] == 0] == ["capacity", "post_call"]  # never live
     segs = [(s["text"], s["start"], s["end"]) for s in json.loads(path.read_text())["segments"]]
     assert segs == [("tone 440", approx(4.2), approx(4.7)), ("tone 1500", approx(6.3), approx(6.7))]
