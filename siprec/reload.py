@@ -31,10 +31,17 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-import yaml
 from pydantic import BaseModel
 
-from siprec.config import Config, ConfigError, ConfigProblem, WebhooksConfig, config_from_mapping, load_config
+from siprec.config import (
+    Config,
+    ConfigError,
+    ConfigProblem,
+    WebhooksConfig,
+    config_from_mapping,
+    load_config,
+    parse_config_text,
+)
 
 if TYPE_CHECKING:
     import asyncio
@@ -202,25 +209,6 @@ def _with_values(model: BaseModel, updates: Mapping[tuple[str, ...], Any]) -> An
     for name, sub in nested.items():
         direct[name] = _with_values(getattr(model, name), sub)
     return model.model_copy(update=direct)
-
-
-def parse_config_text(text: str, name: str = "body") -> dict[str, Any]:
-    """A config document (YAML, or JSON which YAML reads too) as a mapping; ConfigError naming `name` if not one.
-    Duplicate keys are refused, as in a config file."""
-    from siprec.config.loading import UniqueKeyLoader  # the file loader's own (duplicate keys are an error)
-
-    try:
-        data = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([ConfigProblem(name, f"invalid YAML: {where}{problem}")]) from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError([ConfigProblem(name, "top level must be a mapping of sections (sip:, rtp:, ...)")])
-    return data
 
 
 # --------------------------------------------------------------------------- results

@@ -8,6 +8,7 @@ from siprec.config.loading import (
     ConfigProblem,
     config_from_mapping,
     load_config,
+    parse_config_text,
 )
 from siprec.config.model import (
     JWT_ALGORITHMS,
@@ -58,5 +59,6 @@ __all__ = [
     "WebhooksConfig",
     "config_from_mapping",
     "load_config",
+    "parse_config_text",
     "redact_url",
 ]

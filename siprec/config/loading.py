@@ -88,6 +88,12 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError([ConfigProblem(name, "config file not found")]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([ConfigProblem(name, f"cannot read config file: {exc}")]) from None
+    return parse_config_text(text, name)
+
+
+def parse_config_text(text: str, name: str = "body") -> dict[str, Any]:
+    """A config document (YAML, or JSON which YAML reads too) as a mapping; ConfigError naming `name` (the file,
+    or where the text came from) if not one. Duplicate keys are refused."""
     try:
         data = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
     except yaml.YAMLError as exc:
