@@ -15,10 +15,11 @@ from siprec import __version__
 from siprec.api.context import ApiContext
 from siprec.api.server import ApiServer
 from siprec.api.wiring import register_core
+from siprec.appliers import register_components
 from siprec.config import Config
 from siprec.events.bus import EventBus
 from siprec.heap import freeze_startup_heap
-from siprec.reload import ConfigReloader, install_sighup, register_components
+from siprec.reload import ConfigReloader, install_sighup
 from siprec.services import Services
 from siprec.sip.admission import AdmissionControl, SourceLimits
 from siprec.sip.core import SipApplication, SipCore
@@ -149,8 +150,9 @@ class SiprecServer:
     async def start(self) -> None:
         await self.services.start()  # STT models loaded, event delivery connected: before the first call
         register_components(
-            self.reloader, amqp_publisher=self.services.amqp, webhook_sender=self.services.webhooks
-        )
+            self.reloader, amqp_publisher=self.services.amqp, webhook_sender=self.services.webhooks,
+            analytics=self.services.analytics,
+        )  # fmt: skip
         if self.services.stt is not None:
             stt = self.services.stt
             self.reloader.add_check(lambda c: stt.registry.plan(c.stt))  # a reload may not name a missing provider

@@ -17,6 +17,7 @@ from typing import Any
 
 from prometheus_client.core import Metric
 
+from siprec.analytics.service import AnalyticsService
 from siprec.api.context import ApiContext
 from siprec.api.healthchecks import CheckResult, HealthStatus, disabled
 from siprec.api.metric_sources import counter, gauge, histogram
@@ -51,7 +52,10 @@ class Services:
         self.bus = bus
         self.api = api
         self.media = media  # RecordingMedia (None with another SIP application): where STT taps the audio
-        self.stt: SttService | None = SttService(config, bus.publish) if media is not None else None
+        # Transcripts go through analytics (sentiment and keywords filled in) on their way to the bus.
+        self.analytics = AnalyticsService(config.analytics, bus)
+        api.metrics.add_source("analytics", _analytics_metrics(self.analytics))
+        self.stt: SttService | None = SttService(config, self.analytics.publish) if media is not None else None
         self.ws_hub = WebSocketHub(
             bus,
             verify_token=api.auth.verify_token if config.auth.require_auth_for_reads else None,
@@ -73,6 +77,7 @@ class Services:
             api.metrics.add_source("stt", _stt_metrics(self.stt))
 
     async def start(self) -> None:
+        self.analytics.start()
         if self.stt is not None:
             await (
                 self.stt.start()
@@ -97,6 +102,7 @@ class Services:
             if self.media is not None:
                 self.media.stt = None
             await self.stt.close(jobs_timeout_s=STT_SHUTDOWN_JOBS_S)
+        await self.analytics.stop()  # after STT: the last finals are enriched and counted
         if self.webhooks is not None:
             await self.webhooks.stop(timeout=DELIVERY_STOP_S)
         if self.amqp is not None:
@@ -119,6 +125,18 @@ def _amqp_metrics(amqp: AmqpPublisher) -> Callable[[], Iterable[Metric]]:
             counter("siprec_amqp_reconnects", "Connections re-opened", s["reconnects"]),
             gauge("siprec_amqp_connected", "1 while connected to the broker", int(bool(s["connected"]))),
             gauge("siprec_amqp_outbox_depth", "Events stored but not yet confirmed", s["outbox_depth"]),
+        ]
+
+    return collect
+
+
+def _analytics_metrics(analytics: AnalyticsService) -> Callable[[], Iterable[Metric]]:
+    def collect() -> Iterable[Metric]:
+        s = analytics.stats()
+        return [
+            counter("siprec_analytics_finals", "Final transcripts scored for sentiment and keywords", s["finals"]),
+            counter("siprec_analytics_keywords", "Keyword detections (analytics.keywords)", s["keywords"]),
+            counter("siprec_analytics_snapshots", "Call snapshots published", s["snapshots"]),
         ]
 
     return collect

@@ -3,7 +3,7 @@
 An event is a frozen dataclass; its fields are the payload. `type` is the WebSocket frame type, `routing_key` the
 AMQP routing key (dots for underscores unless a class says otherwise). Events carry plain data only (no session
 objects), so a sink can serialise them at any later time and nothing downstream can mutate the session.
-Later issues add transcript and analytics events here the same way: subclass `Event`, set `type`.
+New events are added here the same way: subclass `Event`, set `type`.
 """
 
 from __future__ import annotations
@@ -228,6 +228,69 @@ class SttStarted(Event):
     stream_label: str | None
     mode: str  # live | post_call
     provider: str
+
+
+# --- analytics (siprec.analytics; on /ws/analytics) -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeywordDetected(Event):
+    """A final transcript holds a configured keyword or phrase (analytics.keywords): one event per keyword."""
+
+    type: ClassVar[str] = "keyword_detected"
+
+    call_id: str
+    session_id: str
+    leg: int | None
+    stream_label: str | None
+    speaker_label: str | None
+    keyword: str  # as configured
+    text: str  # the utterance
+    start: float  # seconds from the session start
+    end: float
+
+
+@dataclass(frozen=True)
+class SentimentUpdate(Event):
+    """The sentiment of a final utterance, and the speaker's and the call's so far (word-weighted averages).
+    Scores are -1..1, labels positive | neutral | negative."""
+
+    type: ClassVar[str] = "sentiment_update"
+
+    call_id: str
+    session_id: str
+    leg: int | None
+    stream_label: str | None
+    speaker_label: str | None
+    start: float
+    end: float
+    score: float
+    label: str
+    speaker: dict[str, Any] | None  # {score, label} of the speaker so far
+    call: dict[str, Any] | None  # {score, label} of the call so far
+
+
+@dataclass(frozen=True)
+class AnalyticsSnapshot(Event):
+    """Every analytics.snapshot_interval_s for each live call with transcripts, and once more (final) when it ends:
+    talk time, words and sentiment per speaker, the call's sentiment and keyword counts."""
+
+    type: ClassVar[str] = "snapshot"
+
+    call_id: str
+    session_id: str
+    at: float  # Unix time
+    elapsed_s: float | None  # since the session start
+    final: bool
+    utterances: int
+    talk_time_s: float
+    speakers: tuple[dict[str, Any], ...]
+    sentiment: dict[str, Any] | None
+    keywords: dict[str, int]
+
+    @property
+    def routing_key(self) -> str:
+        return "analytics.snapshot"
 
 
 # --- compliance ------------------------------------------------------------------------------------------------

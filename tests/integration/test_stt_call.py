@@ -5,6 +5,11 @@ Checked as a user sees it: the final `transcript` events on the bus carry each l
 (the metadata participant's name) and stream label, the word error rate against script.json is at most 0.10, the
 first final arrives within 1.5 s of the end of the first utterance, and transcript.json beside the recording holds
 the same finals sorted by time.
+
+Analytics on the same call, as a dashboard on /ws/analytics receives it: every final carries its sentiment and the
+configured keywords it holds, `keyword_detected` for "refund" and "card number" on the lines that say them,
+`sentiment_update` (the customer's thanks at the end is positive), `snapshot` frames during the call and a final one
+with both speakers' talk time.
 """
 
 from __future__ import annotations
@@ -17,10 +22,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from bench.wer import normalise, word_edits
-from siprec.events.types import Event, TranscriptEvent
+from siprec.events.types import Event, KeywordDetected, SentimentUpdate, TranscriptEvent
 from tests.integration.pcap import RtpStream, build_rtp_pcap
 from tests.integration.sip_server import SIPP_DIR, run_sipp, running_server
 from tests.integration.test_media_sipp import free_even_pair, raw_sockets_allowed, wait_for_manifest
@@ -77,9 +83,13 @@ async def test_two_speaker_call_transcribed_live_with_speakers(tmp_path: Path) -
     overrides = {
         "rtp": {"port_min": RTP_RANGE[0], "port_max": RTP_RANGE[1]},
         "stt": {"provider": "whisper", "partials": False},
+        "analytics": {"keywords": ["refund", "card number"], "snapshot_interval_s": 2},
     }
-    async with running_server(overrides, tmp=tmp_path) as server:
+    analytics: list[Event] = []
+    async with running_server(overrides, tmp=tmp_path) as server, aiohttp.ClientSession() as http:
         server.bus.subscribe(on_event)
+        server.bus.subscribe(analytics.append, types=("keyword_detected", "sentiment_update"))
+        dashboard = asyncio.create_task(_read_analytics(http, f"ws://127.0.0.1:{server.http_port}/ws/analytics"))
         port = server.transport.bound["UDP"]
         result = await run_sipp(scenario, port, extra=sipp_args, timeout_s=90, workdir=tmp_path)
         assert result.returncode == 0 and not result.errors.strip(), (
@@ -89,6 +99,7 @@ async def test_two_speaker_call_transcribed_live_with_speakers(tmp_path: Path) -
         transcript_path = folder / "transcript.json"
         assert server.stt is not None, "the server runs no STT service"
         await asyncio.wait_for(server.stt.wait_idle(), TRANSCRIPT_WAIT_S)  # transcript.json written
+        frames = await asyncio.wait_for(dashboard, 30)  # until the call's final snapshot
     assert manifest["transcript_file"] == "transcript.json"
     assert transcript_path.exists(), (
         f"no transcript.json in {folder}: {sorted(p.name for p in folder.iterdir())}"
@@ -141,6 +152,40 @@ async def test_two_speaker_call_transcribed_live_with_speakers(tmp_path: Path) -
     assert [s["start"] for s in segments] == sorted(s["start"] for s in segments)
     assert {s["speaker_label"] for s in segments} == {"Agent", "Customer"}
     assert partials == 0, "partials were switched off"
+
+    # Analytics: the finals are scored and tagged; the events follow them; the dashboard got the snapshots.
+    for _, event in finals:
+        assert event.sentiment is not None and -1 <= event.sentiment["score"] <= 1, event
+        words = f" {' '.join(normalise(event.text))} "
+        assert set(event.keywords) == {k for k in ("refund", "card number") if f" {k} " in words}, event
+    hits = {(e.keyword, e.speaker_label) for e in analytics if isinstance(e, KeywordDetected)}
+    assert {("refund", "Customer"), ("refund", "Agent"), ("card number", "Customer")} <= hits, f"{hits}\n{report}"
+    updates = [e for e in analytics if isinstance(e, SentimentUpdate)]
+    assert len(updates) == len(finals)
+    thanks = max((e for e in updates if e.speaker_label == "Customer"), key=lambda e: e.start)
+    assert thanks.label == "positive", f"the customer's last line scored {thanks.score}\n{report}"
+    kinds = [f["type"] for f in frames]
+    assert {"session_started", "keyword_detected", "sentiment_update", "snapshot", "session_ended"} <= set(kinds)
+    assert all(f["payload"]["call_id"] == manifest["call_id"] for f in frames)
+    snapshots = [f["payload"] for f in frames if f["type"] == "snapshot"]
+    assert sum(not s["final"] for s in snapshots) >= 10, "a snapshot every 2 s of a 50 s call"
+    final = snapshots[-1]
+    assert final["final"] and final["keywords"]["refund"] >= 2 and final["keywords"]["card number"] >= 1
+    talk = {s["speaker_label"]: s["talk_time_s"] for s in final["speakers"]}
+    assert set(talk) == {"Agent", "Customer"} and all(t > 5 for t in talk.values()), talk
+
+
+async def _read_analytics(http: aiohttp.ClientSession, url: str) -> list[dict[str, Any]]:
+    """A dashboard: every frame of /ws/analytics (one JSON object each) until a final snapshot."""
+    frames: list[dict[str, Any]] = []
+    async with http.ws_connect(url) as ws:
+        async for message in ws:
+            assert message.type == aiohttp.WSMsgType.TEXT, message
+            frame = json.loads(message.data)
+            frames.append(frame)
+            if frame["type"] == "snapshot" and frame["payload"]["final"]:
+                break
+    return frames
 
 
 def _unix(iso: str) -> float:

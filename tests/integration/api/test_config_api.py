@@ -19,9 +19,10 @@ import pytest
 from siprec.api.context import ApiContext
 from siprec.api.server import ApiServer
 from siprec.app import SiprecServer
+from siprec.appliers import register_components
 from siprec.config import config_from_mapping, load_config
 from siprec.events.bus import EventBus
-from siprec.reload import ConfigReloader, register_components
+from siprec.reload import ConfigReloader
 from tests.integration.src_client import LegOffer, SrcCall
 
 pytestmark = pytest.mark.integration

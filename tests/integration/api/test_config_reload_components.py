@@ -13,12 +13,13 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from siprec.appliers import register_components
 from siprec.config import Config, load_config
 from siprec.events.amqp import AmqpPublisher
 from siprec.events.bus import EventBus
 from siprec.events.types import SessionEnded, TranscriptEvent
 from siprec.events.webhooks import WebhookSender, verify
-from siprec.reload import ConfigReloader, register_components
+from siprec.reload import ConfigReloader
 from siprec.store.db import Store
 
 pytestmark = pytest.mark.integration

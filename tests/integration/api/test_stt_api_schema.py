@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from siprec.appliers import register_components
 from siprec.config import config_from_mapping
-from siprec.reload import ConfigReloader, register_components
+from siprec.reload import ConfigReloader
 from siprec.stt.pipeline import SttService
 from siprec.stt.registry import ProviderRegistry
 from tests.integration.api import test_api_openapi as openapi_test

@@ -17,18 +17,15 @@ from typing import Any
 
 import pytest
 
+from siprec.appliers import ADMISSION_PREFIXES, admission_applier, log_level_applier, webhooks_applier
 from siprec.config import Config, ConfigError, ConfigProblem, load_config
 from siprec.reload import (
-    ADMISSION_PREFIXES,
     KEY_RULES,
     ConfigReloader,
     KeyMode,
-    admission_applier,
     leaf_keys,
-    log_level_applier,
     parse_config_text,
     rule_for,
-    webhooks_applier,
 )
 from siprec.sip.admission import AdmissionControl, SourceLimits
 from siprec.sip.errors import SipError
@@ -345,7 +342,8 @@ SIGHUP_SCRIPT = textwrap.dedent(
     """
     import asyncio, json, logging, sys
     from siprec.config import load_config
-    from siprec.reload import ConfigReloader, install_sighup, register_components
+    from siprec.appliers import register_components
+    from siprec.reload import ConfigReloader, install_sighup
 
     async def main(path):
         config = load_config(path, env={})
