@@ -281,15 +281,18 @@ class MediaWorkers:
         self.start()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while not all(w.ready for w in self.workers):
+        while True:
+            # checked first too: a worker can die before the first wait (its init could not even be sent)
+            if len(self.workers) < self.count:
+                raise RuntimeError("a media worker exited before it was ready (see the log)")
+            if all(w.ready for w in self.workers):
+                return
             waiter: asyncio.Future[None] = loop.create_future()
             self._ready_waiters.append(waiter)
             try:
                 await asyncio.wait_for(waiter, max(0.0, deadline - loop.time()))
             except TimeoutError:
                 raise RuntimeError(f"media workers were not up within {timeout:.0f} s") from None
-            if len(self.workers) < self.count:
-                raise RuntimeError("a media worker exited before it was ready (see the log)")
 
     async def close(self) -> None:
         """After the UAS ended every session: wait for their recording_ready, then stop the workers."""
