@@ -19,7 +19,7 @@ import numpy as np
 import pocketsphinx
 
 from siprec.stt.provider import Transcript, Word
-from siprec_stt_pocketsphinx.clock import SampleClock
+from siprec.stt.sampleclock import SampleClock
 from siprec_stt_pocketsphinx.config import DecoderSettings
 
 _ALTERNATE = re.compile(r"\(\d+\)$")  # "your(2)": the dictionary's second pronunciation of "your"

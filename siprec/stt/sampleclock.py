@@ -1,4 +1,5 @@
-"""`SampleClock`: sample offsets of a stream mapped to the timestamps its blocks were fed with.
+"""`SampleClock`: sample offsets of a stream mapped to the timestamps its blocks were fed with (for providers:
+a provider whose engine counts samples or seconds of one run turns them back into the timestamps of feed()).
 
 The decoder sees one contiguous run of samples; the pipeline's timestamps may jump (a dropped pause, a late leg).
 Only the jumps are kept (anchors), so a sample's time is its block's timestamp plus its place in the run since the
