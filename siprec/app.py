@@ -151,7 +151,7 @@ class SiprecServer:
         await self.services.start()  # STT models loaded, event delivery connected: before the first call
         register_components(
             self.reloader, amqp_publisher=self.services.amqp, webhook_sender=self.services.webhooks,
-            analytics=self.services.analytics,
+            analytics=self.services.analytics, stt=self.services.stt,
         )  # fmt: skip
         if self.services.stt is not None:
             stt = self.services.stt

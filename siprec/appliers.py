@@ -17,12 +17,14 @@ if TYPE_CHECKING:
 __all__ = [
     "ADMISSION_PREFIXES",
     "AUTH_PREFIXES",
+    "STT_PREFIXES",
     "admission_applier",
     "amqp_filter_applier",
     "analytics_applier",
     "auth_applier",
     "log_level_applier",
     "register_components",
+    "stt_applier",
     "webhooks_applier",
 ]
 
@@ -35,6 +37,7 @@ def register_components(
     amqp_publisher: _FilteredPublisher | None = None,
     webhook_sender: _ConfiguredSender | None = None,
     analytics: _AnalyticsStage | None = None,
+    stt: _SttSettings | None = None,
 ) -> None:
     """The appliers of this module for the components given (log.level always), under fixed names, so a second
     call (e.g. after start, once the AMQP publisher exists) adds or replaces without duplicates."""
@@ -49,6 +52,8 @@ def register_components(
         reloader.register("webhooks", webhooks_applier(webhook_sender), name="webhooks")
     if analytics is not None:
         reloader.register("analytics", analytics_applier(analytics), name="analytics")
+    if stt is not None:
+        reloader.register(STT_PREFIXES, stt_applier(stt), name="stt-settings")
 
 
 def log_level_applier() -> Applier:
@@ -102,6 +107,23 @@ class _FilteredPublisher(Protocol):
 
 class _ConfiguredSender(Protocol):
     config: WebhooksConfig
+
+
+class _SttSettings(Protocol):
+    def apply_settings(self, *, language: str, partials: bool) -> None: ...
+
+
+STT_PREFIXES = ("stt.language", "stt.partials")
+
+
+def stt_applier(stt: _SttSettings) -> Applier:
+    """stt.language and stt.partials: for the legs that open and the post-call jobs that start after the reload
+    (the new language was checked against the running providers by the reload's own check)."""
+
+    def apply(old: Config, new: Config) -> None:
+        stt.apply_settings(language=new.stt.language, partials=new.stt.partials)
+
+    return apply
 
 
 class _AnalyticsStage(Protocol):

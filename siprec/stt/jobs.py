@@ -78,6 +78,7 @@ class Job:
     busy_s: float = 0.0
     error: str | None = None  # why it failed or was abandoned
     discard_path: bool = False  # delete `path` when the job is over (an upload)
+    language: str | None = None  # None: the queue's (stt.language when the job runs)
 
     @property
     def pending(self) -> bool:
@@ -93,7 +94,7 @@ class PostCallQueue:
         self, pool: ProviderPool, *, language: str, publish: Callable[[Event], None], counters: Counters
     ) -> None:
         self._pool = pool
-        self._language = language
+        self.language = language  # a reload of stt.language changes it for the jobs that start after it
         self._publish = publish
         self._counters = counters
         self._queues: dict[str, list[Job]] = {}
@@ -302,7 +303,7 @@ class PostCallQueue:
                 if seconds < MIN_SPAN_S:  # the file is shorter than the leg's clock says
                     continue
                 began = time.monotonic()
-                results = await provider.transcribe_file(piece, language=self._language)
+                results = await provider.transcribe_file(piece, language=job.language or self.language)
                 job.busy_s += time.monotonic() - began
                 job.audio_s += seconds
                 job.progress = (i + 1) / len(spans)

@@ -91,6 +91,8 @@ class LegTranscriber:
             raise ValueError(f"sample_rate must be positive (got {sample_rate})")
         self._ctx = ctx
         self.who = who
+        # what the leg opened with: a reload changes them for the legs that open after it
+        self.language, self.partials = ctx.language, ctx.partials
         self.sample_rate = sample_rate
         self._paused = paused
         # in drop mode, what the recording cuts out of the leg file (the post-call time map needs it)
@@ -256,8 +258,8 @@ class LegTranscriber:
         rate = type(provider).capabilities.input_rate(self.sample_rate)
         params = StreamParams(
             sample_rate=rate,
-            language=self._ctx.language,
-            partials=self._ctx.partials,
+            language=self.language,
+            partials=self.partials,
             call_id=self.who.call_id,
             stream_label=self.who.stream_label,
         )
@@ -342,11 +344,11 @@ class LegTranscriber:
                 self._observe_latency(result.end)
                 self.finals.append(segment(result, self.who, name))
                 ctx.counters.finals += 1
-            elif ctx.partials:
+            elif self.partials:
                 ctx.counters.partials += 1
             else:
                 continue
-            ctx.publish(to_event(result, self.who, name, ctx.language))
+            ctx.publish(to_event(result, self.who, name, self.language))
 
     def _observe_latency(self, end: float) -> None:
         """Time since the block holding the utterance's last sample reached feed()."""
@@ -399,6 +401,7 @@ class LegTranscriber:
             clock=self.clock,
             on_results=self._post_call_results,
             announce=announce,
+            language=self.language,
         )
         self.job = job
         position = self._ctx.jobs.add(job)
@@ -419,4 +422,4 @@ class LegTranscriber:
         for result in results:
             self.finals.append(segment(result, self.who, provider))
             self._ctx.counters.finals += 1
-            self._ctx.publish(to_event(result, self.who, provider, self._ctx.language))
+            self._ctx.publish(to_event(result, self.who, provider, self.language))

@@ -179,6 +179,14 @@ class SttService:
             leg.start_live(active)
         return leg
 
+    def apply_settings(self, *, language: str, partials: bool) -> None:
+        """A reload of stt.language / stt.partials: legs opened from now on and jobs started from now on use
+        them; legs already open keep what they opened with (their streams were opened for it)."""
+        if self._ctx is not None:
+            self._ctx.language, self._ctx.partials = language, partials
+        if self._jobs is not None:
+            self._jobs.language = language
+
     def _live_ended(self, leg: LegTranscriber) -> None:
         """A live stream is over: its slot goes to the leg that has waited longest and is still in its call."""
         self._live.discard(leg)
@@ -253,9 +261,10 @@ class SttService:
             if len(providers) == 1:
                 provider = providers.pop()
             assert session.folder is not None
+            language = session.legs[0].language if session.legs else self._config.stt.language
             path = await asyncio.to_thread(
                 write_transcript, session.folder, call_id=session.call_id, session_id=session.session_id,
-                provider=provider, language=self._config.stt.language, segments=segments,
+                provider=provider, language=language, segments=segments,
             )  # fmt: skip
             self.counters.transcripts_written += 1
             unfinished = [j.leg for j in jobs if j.state != "done"]

@@ -17,7 +17,13 @@ from typing import Any
 
 import pytest
 
-from siprec.appliers import ADMISSION_PREFIXES, admission_applier, log_level_applier, webhooks_applier
+from siprec.appliers import (
+    ADMISSION_PREFIXES,
+    admission_applier,
+    log_level_applier,
+    register_components,
+    webhooks_applier,
+)
 from siprec.config import Config, ConfigError, ConfigProblem, load_config
 from siprec.reload import (
     KEY_RULES,
@@ -154,6 +160,27 @@ def test_reload_applies_hot_keys_and_lists_restart_keys(
     )  # fmt: skip
     assert seen == [(5, 1)]
     assert reloader.reloads == 2 and reloader.last is again
+
+
+def test_stt_and_analytics_settings_reach_their_services(setup: tuple[Path, Config, ConfigReloader]) -> None:
+    path, config, reloader = setup
+    calls: list[tuple[str, Any]] = []
+
+    class Stt:
+        def apply_settings(self, *, language: str, partials: bool) -> None:
+            calls.append(("stt", (language, partials)))
+
+    class Analytics:
+        def apply(self, section: Any) -> None:
+            calls.append(("analytics", (section.keywords, section.snapshot_interval_s)))
+
+    register_components(reloader, stt=Stt(), analytics=Analytics())
+    write(path, merged(stt={"language": "en-GB", "partials": False}, analytics={"keywords": ["refund"]}))
+    outcome = reloader.reload()
+    assert outcome.result == "applied"
+    assert outcome.applied == ["analytics.keywords", "stt.language", "stt.partials"]
+    assert sorted(calls) == [("analytics", (["refund"], 5.0)), ("stt", ("en-GB", False))]
+    assert (config.stt.language, config.stt.partials, config.analytics.keywords) == ("en-GB", False, ["refund"])
 
 
 def test_unchanged_file_reports_no_changes(setup: tuple[Path, Config, ConfigReloader]) -> None:

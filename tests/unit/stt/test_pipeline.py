@@ -202,6 +202,28 @@ async def test_a_queued_leg_goes_live_when_a_slot_frees(harness: Factory) -> Non
     assert (stats["legs_queued"], stats["legs_promoted"], stats["live_streams"]) == (1, 1, 0)
 
 
+async def test_new_language_and_partials_apply_to_legs_opened_after_them(harness: Factory) -> None:
+    """A reload of stt.language / stt.partials: legs already open keep their stream's settings; legs opened
+    afterwards and jobs started afterwards get the new ones."""
+    h = await harness({"provider": "tone", "max_concurrent": 2, "partials": True, "language": "en-US"})
+    before = h.open(0, session="s1")
+    h.service.apply_settings(language="en-GB", partials=False)
+    after, queued = h.open(0, session="s2"), h.open(0, session="s3")  # the third waits: post-call
+    audio = script((500, 1.2), (0, 0.5))  # long enough for a partial
+    await play([(before, audio, 0.0), (after, audio, 0.0), (queued, audio, 0.0)])
+    for leg in (before, after, queued):
+        leg.close()
+    await asyncio.gather(before.wait_finished(), after.wait_finished())
+    params = {s.params.call_id: s.params for s in ToneProvider.instances[0].streams}
+    assert (params["call-s1"].language, params["call-s1"].partials) == ("en-US", True)
+    assert (params["call-s2"].language, params["call-s2"].partials) == ("en-GB", False)
+    kinds = {(e.call_id, e.is_final) for e in h.of(TranscriptEvent)}
+    assert {("call-s1", False), ("call-s1", True), ("call-s2", True)} <= kinds
+    assert ("call-s2", False) not in kinds  # partials off for the leg opened after the reload
+    path = await h.end("s3", {0: h.write_leg(0, audio, session="s3")})
+    assert json.loads(path.read_text())["language"] == "en-GB"
+
+
 async def test_a_leg_whose_call_ended_is_not_promoted(harness: Factory) -> None:
     h = await harness({"provider": "tone", "max_concurrent": 1})
     first, second, third = h.open(0, session="s1"), h.open(0, session="s2"), h.open(0, session="s3")
