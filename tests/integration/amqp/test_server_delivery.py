@@ -1,7 +1,7 @@
 """The running server delivers a real call's events: RabbitMQ gets session.started, session.ended and
 recording.ready (durable topic exchange, persistent JSON frames equal to the WebSocket frames), and the configured
 webhook receives session_ended and recording_ready signed with HMAC-SHA256. /health and /metrics show the
-publisher."""
+publisher. Analytics events reach RabbitMQ under their routing keys, filtered by the publish_* switches."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from siprec.events.types import TranscriptEvent
 from siprec.events.webhooks import EVENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
 from tests.integration.amqp.broker import AMQP_URL, Topology, dedupe
 from tests.integration.api.conftest import api_server, wait_for
@@ -85,3 +86,49 @@ async def test_call_events_reach_rabbitmq_and_webhooks(topology: Topology, tmp_p
     )
     assert health["checks"]["webhooks"]["status"] == "healthy"
     assert "siprec_amqp_confirmed_total" in metrics and "siprec_amqp_outbox_depth" in metrics
+
+
+async def test_analytics_of_a_call_reach_rabbitmq(topology: Topology, tmp_path: Path) -> None:
+    """What STT hands to the analytics stage of the running server (a final transcript of the live call; this
+    server runs no STT provider) reaches RabbitMQ enriched, followed by sentiment.update and analytics.snapshot
+    frames; keyword.detected is dropped by amqp.publish_keyword_detections: false before the outbox."""
+    overrides = {
+        "amqp": {"enabled": True, "url": AMQP_URL, "exchange": topology.exchange,
+                 "publish_keyword_detections": False},
+        "analytics": {"keywords": ["refund"], "snapshot_interval_s": 0.2},
+    }  # fmt: skip
+    received: list[Any] = []
+    async with api_server(tmp_path, overrides) as api:
+        await wait_for(lambda: api.server.services.amqp.connected, 15, "AMQP connected")
+        call = await api.call()
+        session = api.server.api.sessions.session(call.call_id)
+        assert session is not None
+        api.server.services.analytics.publish(TranscriptEvent(
+            call.call_id, "2", "Bob", "I still have not received my refund, this is terrible.", True, 1.0, 4.0,
+            0.9, provider="test", language="en-US", metadata={"session_id": session.session_id, "leg": 1},
+        ))  # fmt: skip
+        await asyncio.sleep(0.5)  # a couple of snapshot intervals while the call is up
+        await api.manifest_after_bye(call)
+
+        async def arrived() -> bool:
+            received.extend(await asyncio.to_thread(topology.drain))
+            finals = [m for m in received if m.routing_key == "analytics.snapshot" and m.frame["payload"]["final"]]
+            return bool(finals)
+
+        deadline = asyncio.get_running_loop().time() + 15
+        while not await arrived():
+            assert asyncio.get_running_loop().time() < deadline, [m.routing_key for m in received]
+            await asyncio.sleep(0.1)
+
+    messages = [m for m in dedupe(received) if m.frame["payload"].get("call_id") == call.call_id]
+    keys = [m.routing_key for m in messages]
+    assert "keyword.detected" not in keys
+    final = next(m.frame["payload"] for m in messages if m.routing_key == "transcript.final")
+    assert final["keywords"] == ["refund"] and final["sentiment"]["label"] == "negative"
+    update = next(m.frame for m in messages if m.routing_key == "sentiment.update")
+    assert update["type"] == "sentiment_update" and update["payload"]["speaker_label"] == "Bob"
+    snapshots = [m.frame for m in messages if m.routing_key == "analytics.snapshot"]
+    assert all(s["type"] == "snapshot" for s in snapshots) and len(snapshots) >= 2
+    assert snapshots[-1]["payload"]["final"] and snapshots[-1]["payload"]["keywords"] == {"refund": 1}
+    assert keys.index("transcript.final") < keys.index("sentiment.update") < keys.index("session.ended")
+    assert keys.index("session.ended") < len(keys) - 1 - keys[::-1].index("analytics.snapshot")
