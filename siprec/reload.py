@@ -134,6 +134,7 @@ KEY_RULES: dict[str, KeyRule] = {
     "amqp.enabled": _restart("the AMQP publisher is started once"),
     "amqp.url": _restart("the AMQP connection is made at start"),
     "amqp.exchange": _restart("the exchange is declared at start"),
+    "amqp.instance_id": _restart("the outbox is opened with it at start"),
     "amqp.publish_partial_transcripts": _applied("the AMQP publisher's filter (amqp_filter_applier)"),
     "amqp.publish_final_transcripts": _applied("the AMQP publisher's filter (amqp_filter_applier)"),
     "amqp.publish_sentiment_updates": _applied("the AMQP publisher's filter (amqp_filter_applier)"),

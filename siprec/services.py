@@ -89,7 +89,7 @@ class Services:
             self.store = await Store.open(self.config.store.url)
             self.api.health.add("store", self.store.health_check, critical=True)
             self.api.components["store"] = self.store
-            self.amqp = AmqpPublisher(self.config.amqp, self.store, bus=self.bus)
+            self.amqp = AmqpPublisher(self.config.amqp, self.store, bus=self.bus, origin=self.config.amqp.instance_id)
             await self.amqp.start()
             self.api.health.add("amqp", self.amqp.health_check)
             self.api.metrics.add_source("amqp", _amqp_metrics(self.amqp))

@@ -304,6 +304,9 @@ class AmqpConfig(_Section):
     publish_sentiment_updates: bool = True
     publish_keyword_detections: bool = True
     publish_speaker_changes: bool = True
+    # Names this server's rows in the outbox: instances that share one store (PostgreSQL) need distinct ids that
+    # stay the same across their restarts, or they would publish each other's events. "" suits one instance.
+    instance_id: str = Field("", max_length=64, pattern=r"^[A-Za-z0-9._-]*$")
 
     @field_validator("url")
     @classmethod

@@ -358,6 +358,7 @@ amqp: {url: "http://u:pw@h/"}
     ({"SIPREC__SIP__UDP_PORT": "20000"}, "rtp.port_min: range 16384-32767 includes sip.udp_port 20000"),
     ({"SIPREC__SIP__UDP_PORT": "abc"}, "sip.udp_port: Input should be a valid integer"),
     ({"SIPREC__AMQP__ENABLED": "maybe"}, "amqp.enabled: Input should be a valid boolean"),
+    ({"SIPREC__AMQP__INSTANCE_ID": "rec a/1"}, "amqp.instance_id: String should match pattern"),
 ])
 def test_single_bad_values(env: dict[str, str], expect: str) -> None:
     with pytest.raises(ConfigError) as exc:

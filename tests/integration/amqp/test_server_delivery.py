@@ -94,12 +94,13 @@ async def test_analytics_of_a_call_reach_rabbitmq(topology: Topology, tmp_path: 
     frames; keyword.detected is dropped by amqp.publish_keyword_detections: false before the outbox."""
     overrides = {
         "amqp": {"enabled": True, "url": AMQP_URL, "exchange": topology.exchange,
-                 "publish_keyword_detections": False},
+                 "publish_keyword_detections": False, "instance_id": "rec-a"},
         "analytics": {"keywords": ["refund"], "snapshot_interval_s": 0.2},
     }  # fmt: skip
     received: list[Any] = []
     async with api_server(tmp_path, overrides) as api:
         await wait_for(lambda: api.server.services.amqp.connected, 15, "AMQP connected")
+        assert api.server.services.amqp.outbox.origin == "rec-a"  # its rows only: others may share the store
         call = await api.call()
         session = api.server.api.sessions.session(call.call_id)
         assert session is not None
