@@ -55,6 +55,7 @@ class Services:
         # Transcripts go through analytics (sentiment and keywords filled in) on their way to the bus.
         self.analytics = AnalyticsService(config.analytics, bus)
         api.metrics.add_source("analytics", _analytics_metrics(self.analytics))
+        api.session_analytics["speech"] = lambda session: self.analytics.session_view(session.session_id)
         self.stt: SttService | None = SttService(config, self.analytics.publish) if media is not None else None
         self.ws_hub = WebSocketHub(
             bus,

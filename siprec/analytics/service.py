@@ -76,6 +76,11 @@ class AnalyticsService:
         self.spotter = KeywordSpotter(tuple(config.keywords))
         self._wake.set()  # a shorter interval takes effect now, not after the old one ran out
 
+    def session_view(self, session_id: str) -> dict[str, Any]:
+        """The call's analytics so far for GET /api/sessions (the body of a snapshot); {} before any final."""
+        call = self.live.get(session_id) or self.ended.get(session_id)
+        return call.snapshot(self.clock()) if call is not None and call.utterances else {}
+
     def stats(self) -> dict[str, Any]:
         return {"enabled": self.config.enabled, "live_calls": len(self.live), **self.counters}
 

@@ -109,6 +109,10 @@ async def test_analytics_of_a_call_reach_rabbitmq(topology: Topology, tmp_path: 
             0.9, provider="test", language="en-US", metadata={"session_id": session.session_id, "leg": 1},
         ))  # fmt: skip
         await asyncio.sleep(0.5)  # a couple of snapshot intervals while the call is up
+        async with api.http.get(api.url("/api/sessions"), params={"id": call.call_id}) as r:
+            speech = (await r.json())["sessions"][0]["analytics"]["speech"]  # the same figures over REST
+        assert speech["keywords"] == {"refund": 1} and speech["sentiment"]["label"] == "negative"
+        assert [s["speaker_label"] for s in speech["speakers"]] == ["Bob"] and speech["talk_time_s"] == 3.0
         await api.manifest_after_bye(call)
 
         async def arrived() -> bool:
