@@ -54,7 +54,8 @@ class KeywordSpotter:
 
     def find(self, text: str) -> tuple[str, ...]:
         """The configured keywords in `text`, each once, in configuration order."""
-        if not self._patterns:
-            return ()
-        words = words_of(text)
+        return self.find_in(words_of(text)) if self._patterns else ()
+
+    def find_in(self, words: list[str]) -> tuple[str, ...]:
+        """The same for a text already split by words_of()."""
         return tuple(p.keyword for p in self._patterns if p.found_in(words))

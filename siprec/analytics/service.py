@@ -89,8 +89,9 @@ class AnalyticsService:
         if not (isinstance(event, TranscriptEvent) and event.is_final and self.config.enabled):
             self.bus.publish(event)
             return
-        mood = sentiment.score(event.text) if event.text.strip() else None
-        keywords = self.spotter.find(event.text)
+        words = words_of(event.text)
+        mood = sentiment.score(event.text) if words else None
+        keywords = self.spotter.find_in(words)
         enriched = dataclasses.replace(
             event, sentiment=mood.to_dict() if mood else None, keywords=keywords or event.keywords
         )
@@ -101,7 +102,7 @@ class AnalyticsService:
         call = self._call(event.call_id, session_id)
         speaker_mood, call_mood = call.add_final(
             leg=leg, stream_label=event.stream_label, speaker_label=event.speaker_label, start=event.start,
-            end=event.end, words=len(words_of(event.text)), sentiment=mood, keywords=keywords,
+            end=event.end, words=len(words), sentiment=mood, keywords=keywords,
         )  # fmt: skip
         who = (event.call_id, session_id, leg, event.stream_label, event.speaker_label)
         if mood is not None:
