@@ -1,5 +1,6 @@
 """What a late subscriber is sent first: per call, its session_started frame, its final transcripts so far (the
-latest `per_call`) and, once it ended, its session_ended frame.
+latest `per_call`), its latest analytics snapshot (on /ws/analytics a dashboard has the call's figures at once,
+not after the next interval) and, once it ended, its session_ended frame.
 
 Bounded three ways: frames per call, number of calls (the least recently active call goes first, so a call whose
 session_ended never came cannot pin memory), and time: a call is forgotten `keep_after_end_s` after it ended.
@@ -19,6 +20,7 @@ from siprec.api.ws_frames import EventFrame
 STARTED = "session_started"
 ENDED = "session_ended"
 TRANSCRIPT = "transcript"
+SNAPSHOT = "snapshot"
 
 
 @dataclass
@@ -27,14 +29,14 @@ class CallHistory:
     started: EventFrame | None = None
     ended: EventFrame | None = None
     ended_at: float | None = None
+    snapshot: EventFrame | None = None  # the latest only: each one holds the whole call so far
 
     def frames(self) -> list[EventFrame]:
         """In the order they were published."""
         out = [self.started] if self.started is not None else []
         out.extend(self.finals)
-        if self.ended is not None:
-            out.append(self.ended)
-        return out
+        out.extend(f for f in (self.snapshot, self.ended) if f is not None)
+        return sorted(out, key=lambda f: f.seq)  # the final snapshot follows session_ended
 
 
 @dataclass
@@ -59,10 +61,12 @@ class TranscriptHistory:
         """Keep `frame` if it belongs in a replay: a call's start, its end, or a final transcript."""
         if frame.call_id is None or (frame.type == TRANSCRIPT and not is_final):
             return
-        if frame.type not in (STARTED, ENDED, TRANSCRIPT):
+        if frame.type not in (STARTED, ENDED, TRANSCRIPT, SNAPSHOT):
             return
         self.expire()
         call = self._calls.get(frame.call_id)
+        if call is None and frame.type == SNAPSHOT:
+            return  # a call the history no longer (or never) held: nothing to attach it to
         if call is None or (frame.type == STARTED and call.ended is not None):  # new, or a call id used again
             self._calls.pop(frame.call_id, None)
             call = self._calls[frame.call_id] = CallHistory(deque(maxlen=self.per_call))
@@ -76,6 +80,8 @@ class TranscriptHistory:
             call.ended = frame
             call.ended_at = self.clock()
             self._ended.append((call.ended_at, frame.call_id))
+        elif frame.type == SNAPSHOT:
+            call.snapshot = frame
         else:
             call.finals.append(frame)
 

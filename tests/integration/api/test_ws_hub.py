@@ -19,7 +19,14 @@ from bench.ws_fanout import lag_outcome, open_silent_client, read_to_end
 from siprec.api.ws import ANALYTICS_PATH, TRANSCRIPTIONS_PATH, WebSocketHub
 from siprec.api.ws_history import TranscriptHistory
 from siprec.events.bus import EventBus
-from siprec.events.types import DtmfDetected, Event, SessionEnded, SessionStarted, TranscriptEvent
+from siprec.events.types import (
+    AnalyticsSnapshot,
+    DtmfDetected,
+    Event,
+    SessionEnded,
+    SessionStarted,
+    TranscriptEvent,
+)
 
 DEADLINE_S = 10.0  # every wait is for a condition, with this bound (2 shared cores: generous)
 
@@ -28,8 +35,8 @@ DEADLINE_S = 10.0  # every wait is for a condition, with this bound (2 shared co
 
 
 @dataclass(frozen=True)
-class AnalyticsSnapshot(Event):
-    """Stands for the analytics module's events, which do not exist yet: the hub routes by type name."""
+class AnalyticsEvent(Event):
+    """Any event type starting with "analytics": the hub routes by type name, not by class."""
 
     type: ClassVar[str] = "analytics_snapshot"
 
@@ -212,7 +219,7 @@ async def test_each_path_carries_its_event_types(rig: Rig) -> None:
     rig.publish(
         started("call-a"),
         transcript("call-a", 1, final=False),
-        AnalyticsSnapshot("call-a", 0.5),
+        AnalyticsEvent("call-a", 0.5),
         DtmfDetected("call-a", "s-call-a", 0, "5", 5, 1.0, 0.1, True),
         AlertRaised("keyword", "call-a"),
         ended("call-a"),
@@ -229,7 +236,7 @@ async def test_each_path_carries_its_event_types(rig: Rig) -> None:
 async def test_analytics_prefixes_are_a_parameter(make_rig: RigFactory) -> None:
     rig = await make_rig(analytics_prefixes=("alert",))
     ws = await rig.ready(ANALYTICS_PATH)
-    rig.publish(AnalyticsSnapshot("x", 0.1), AlertRaised("r1", "x"))
+    rig.publish(AnalyticsEvent("x", 0.1), AlertRaised("r1", "x"))
     frame = await next_frame(ws)
     assert frame["type"] == "alert"
 
@@ -450,6 +457,26 @@ async def test_subscribing_from_every_call_mode_replays_only_what_came_before_co
     got = await frames_until(ws, is_text("call-a says 0"))
     assert [f["type"] for f in got] == ["session_started", "transcript"]
     await heartbeat(ws)  # call-a 1 is not sent twice
+
+
+async def test_an_analytics_subscriber_gets_the_latest_snapshot_at_once(rig: Rig) -> None:
+    """A dashboard joining a call on /ws/analytics has its figures right away (the latest snapshot, replayed),
+    not after the next snapshot interval; /ws/transcriptions replays no snapshot."""
+    rig.live.add("call-a")
+    snap = [
+        AnalyticsSnapshot("call-a", "s-call-a", 1000.0 + n, float(n), False, n, float(n), (), None, {"refund": n})
+        for n in (1, 2)
+    ]  # fmt: skip
+    rig.publish(started("call-a"), transcript("call-a", 0), snap[0], snap[1])
+    ws = await rig.connect(ANALYTICS_PATH, call_id="call-a")
+    got = [await next_frame(ws) for _ in range(2)]
+    assert [f["type"] for f in got] == ["session_started", "snapshot"]
+    assert got[1]["payload"]["keywords"] == {"refund": 2}  # the latest only
+    await heartbeat(ws)
+    ws = await rig.connect(call_id="call-a")
+    got = [await next_frame(ws) for _ in range(2)]
+    assert [f["type"] for f in got] == ["session_started", "transcript"]
+    await heartbeat(ws)
 
 
 async def test_replay_has_no_gap_and_no_duplicate_while_events_flow(rig: Rig) -> None:

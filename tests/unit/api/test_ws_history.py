@@ -37,6 +37,22 @@ def test_replay_is_start_finals_end_in_order_without_partials_or_other_events() 
     assert history.replay("unknown") == []
 
 
+def test_the_latest_snapshot_is_replayed_in_its_place() -> None:
+    history = TranscriptHistory()
+    history.record(frame(1, "snapshot"))  # before the call is known: nothing to attach it to
+    history.record(frame(2, "session_started"))
+    history.record(frame(3, "transcript"), is_final=True)
+    history.record(frame(4, "snapshot"))
+    history.record(frame(5, "transcript"), is_final=True)
+    history.record(frame(6, "snapshot"))
+    assert seqs(history.replay("c1")) == [2, 3, 5, 6]  # one snapshot: the latest holds the call so far
+    history.record(frame(7, "session_ended"))
+    history.record(frame(8, "snapshot"))  # the final one comes after session_ended
+    assert seqs(history.replay("c1")) == [2, 3, 5, 7, 8]
+    history.record(frame(9, "snapshot", "c9"))
+    assert history.replay("c9") == []
+
+
 def test_finals_per_call_are_bounded_keeping_the_latest() -> None:
     history = TranscriptHistory(per_call=3)
     history.record(frame(0, "session_started"))
