@@ -15,6 +15,7 @@ MODULES = (
     "bench.sip_parser",
     "bench.rtp_path",
     "bench.ws_fanout",  # 200 WebSocket clients on one call, one never reading
+    "bench.analytics",  # sentiment and keywords per final, snapshot round
     "tests.integration.store.outbox_throughput",  # AMQP outbox: events/s stored, published and confirmed
     "bench.stt_whisper",  # concurrent live legs in real time, end-of-utterance -> final latency
     "bench.stt_pocketsphinx",
