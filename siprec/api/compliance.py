@@ -201,9 +201,13 @@ async def compliance_status(request: web.Request) -> web.StreamResponse:
     config = ctx.config
     index = index_for(ctx)
     live = live_sessions(ctx)
+    stt_busy = ctx.stt.busy_folders() if ctx.stt is not None else set()
 
     def gather() -> tuple[Any, int]:
-        return index.usage(live, max_age_s=USAGE_MAX_AGE_S), len(index.marked_folders())
+        # live sessions count at once (a media worker writes the marker just after the 200 OK); the markers add
+        # the sessions being finalised (FLAC), STT the ones it still transcribes
+        busy = index.marked_folders() | {folder.resolve() for folder in live} | stt_busy
+        return index.usage(live, max_age_s=USAGE_MAX_AGE_S), len(busy)
 
     usage, in_progress = await asyncio.to_thread(gather)
     return json_reply(
