@@ -9,8 +9,8 @@ protocol as documented at developers.deepgram.com (reference/speech-to-text/list
   and no KeepAlive for `idle_timeout_s` (Deepgram: 10 s) closes with 1011 and NET-0001.
 - POST /v1/listen with a WAV body: `{metadata, results: {channels, utterances}}`.
 
-It does not recognise speech: it finds utterances by loudness (20 ms frames, an utterance ends after `endpointing`
-ms of quiet) and says the next text of its script for each, words spread evenly over the utterance.
+It does not recognise speech: tests/plugins/energy_speech.py finds the utterances by loudness (an utterance ends
+after `endpointing` ms of quiet) and says the next text of its script for each.
 """
 
 from __future__ import annotations
@@ -26,9 +26,7 @@ import numpy as np
 import soundfile
 from aiohttp import WSCloseCode, WSMsgType, web
 
-FRAME_S = 0.02
-LOUD_RMS = 200.0
-PARTIAL_EVERY_S = 0.5
+from tests.plugins.energy_speech import EnergyRecogniser, Utterance
 
 
 @dataclass
@@ -75,13 +73,16 @@ class FakeDeepgram:
         await ws.prepare(request)
         record: dict[str, Any] = {"query": dict(q), "keepalives": 0, "closed_by": None, "audio_s": 0.0}
         self.streams.append(record)
-        detector = _Detector(int(q["sample_rate"]), int(q.get("endpointing", "300")) / 1000, q.get("interim_results") == "true")
+        detector = EnergyRecogniser(
+            int(q["sample_rate"]), int(q.get("endpointing", "300")) / 1000, q.get("interim_results") == "true",
+            self._next_text,
+        )  # fmt: skip
         try:
             async for message in ws:
                 if message.type == WSMsgType.BINARY:
                     pcm = np.frombuffer(message.data, dtype="<i2")
-                    for event in detector.push(pcm, self._next_text):
-                        await ws.send_str(json.dumps(event))
+                    for utterance in detector.push(pcm):
+                        await ws.send_str(json.dumps(results_message(utterance)))
                     record["audio_s"] = detector.seconds
                     if self.fail_after_s is not None and detector.seconds >= self.fail_after_s:
                         record["closed_by"] = "failure"
@@ -92,8 +93,8 @@ class FakeDeepgram:
                     if kind == "KeepAlive":
                         record["keepalives"] += 1
                     elif kind == "CloseStream":
-                        for event in detector.finish(self._next_text):
-                            await ws.send_str(json.dumps(event))
+                        for utterance in detector.finish():
+                            await ws.send_str(json.dumps(results_message(utterance)))
                         await ws.send_str(json.dumps({
                             "type": "Metadata", "request_id": str(uuid.uuid4()), "duration": detector.seconds,
                             "channels": 1, "models": ["fake"],
@@ -116,15 +117,12 @@ class FakeDeepgram:
         except RuntimeError:
             return self._error(400, "Bad Request", "failed to process audio: corrupt or unsupported data")
         self.uploads.append({"query": dict(request.query), "bytes": len(body), "rate": rate})
-        detector = _Detector(rate, 0.6, False)
-        events = [*detector.push(pcm, self._next_text), *detector.finish(self._next_text)]
+        detector = EnergyRecogniser(rate, 0.6, False, self._next_text)
         utterances = []
-        for n, e in enumerate(events):
-            alt = e["channel"]["alternatives"][0]
-            words = alt["words"]
+        for n, u in enumerate([*detector.push(pcm), *detector.finish()]):
             utterances.append({
-                "start": words[0]["start"], "end": words[-1]["end"], "confidence": alt["confidence"], "channel": 0,
-                "transcript": alt["transcript"], "words": words, "id": f"u-{n}",
+                "start": u.start, "end": u.end, "confidence": 0.9, "channel": 0, "transcript": u.text,
+                "words": word_list(u), "id": f"u-{n}",
             })  # fmt: skip
         transcript = " ".join(u["transcript"] for u in utterances)
         return web.json_response({
@@ -137,66 +135,17 @@ class FakeDeepgram:
         })  # fmt: skip
 
 
-class _Detector:
-    """Utterances by loudness in a stream of samples, as Results messages."""
+def word_list(u: Utterance) -> list[dict[str, Any]]:
+    return [
+        {"word": w.text.strip(",.?!").lower(), "start": w.start, "end": w.end, "confidence": 0.9, "punctuated_word": w.text}
+        for w in u.words
+    ]
 
-    def __init__(self, rate: int, endpointing_s: float, interim: bool) -> None:
-        self.rate, self.frame = rate, int(rate * FRAME_S)
-        self.endpointing_s, self.interim = endpointing_s, interim
-        self.buffer = np.zeros(0, dtype=np.int16)
-        self.frames = 0  # frames processed
-        self.start: float | None = None  # open utterance
-        self.last_loud = 0.0
-        self.next_partial = 0.0
-        self.text: str | None = None
 
-    @property
-    def seconds(self) -> float:
-        return self.frames * FRAME_S + len(self.buffer) / self.rate
-
-    def push(self, pcm: np.ndarray, next_text: Any) -> list[dict[str, Any]]:
-        self.buffer = np.concatenate([self.buffer, pcm.astype(np.int16)])
-        out = []
-        while len(self.buffer) >= self.frame:
-            frame, self.buffer = self.buffer[: self.frame], self.buffer[self.frame :]
-            t = self.frames * FRAME_S
-            self.frames += 1
-            loud = float(np.sqrt(np.mean(frame.astype(np.float64) ** 2))) > LOUD_RMS
-            if loud:
-                if self.start is None:
-                    self.start, self.text, self.next_partial = t, next_text(), t + PARTIAL_EVERY_S
-                self.last_loud = t + FRAME_S
-            if self.start is None:
-                continue
-            now = t + FRAME_S
-            if now - self.last_loud >= self.endpointing_s:
-                out.append(self._result(True))
-            elif self.interim and now >= self.next_partial:
-                self.next_partial = now + PARTIAL_EVERY_S
-                out.append(self._result(False, until=now))
-        return out
-
-    def finish(self, next_text: Any) -> list[dict[str, Any]]:
-        return [self._result(True)] if self.start is not None else []
-
-    def _result(self, final: bool, until: float | None = None) -> dict[str, Any]:
-        assert self.start is not None and self.text is not None
-        start, end = self.start, self.last_loud
-        words = self.text.split()
-        if not final:  # what was said so far, by the share of the utterance's time gone
-            assert until is not None
-            words = words[: max(1, int(len(words) * min(1.0, (until - start) / max(end - start, 0.5))))]
-        step = (end - start) / max(len(words), 1)
-        listed = [
-            {"word": w.strip(",.?!").lower(), "start": round(start + i * step, 3), "end": round(start + (i + 1) * step, 3),
-             "confidence": 0.9, "punctuated_word": w}
-            for i, w in enumerate(words)
-        ]  # fmt: skip
-        if final:
-            self.start = self.text = None
-        return {
-            "type": "Results", "channel_index": [0, 1], "duration": round(end - start, 3), "start": round(start, 3),
-            "is_final": final, "speech_final": final,
-            "channel": {"alternatives": [{"transcript": " ".join(words), "confidence": 0.9, "words": listed}]},
-            "metadata": {"request_id": "fake", "model_info": {"name": "fake", "version": "1", "arch": "fake"}},
-        }  # fmt: skip
+def results_message(u: Utterance) -> dict[str, Any]:
+    return {
+        "type": "Results", "channel_index": [0, 1], "duration": round(u.end - u.start, 3), "start": u.start,
+        "is_final": u.final, "speech_final": u.final,
+        "channel": {"alternatives": [{"transcript": u.text, "confidence": 0.9, "words": word_list(u)}]},
+        "metadata": {"request_id": "fake", "model_info": {"name": "fake", "version": "1", "arch": "fake"}},
+    }  # fmt: skip
