@@ -56,11 +56,13 @@ class GoogleProvider:
             )
             self._client = speech_v1.SpeechAsyncClient(transport=transport)
             return
-        try:
+        try:  # in a thread: Application Default Credentials may ask the metadata server, with time-outs
             if c.credentials_file:
-                creds = service_account.Credentials.from_service_account_file(c.credentials_file, scopes=SCOPES)
+                creds = await asyncio.to_thread(
+                    service_account.Credentials.from_service_account_file, c.credentials_file, scopes=SCOPES
+                )
             else:
-                creds, _ = default_credentials(scopes=SCOPES)
+                creds, _ = await asyncio.to_thread(default_credentials, scopes=SCOPES)
         except (OSError, ValueError, auth_errors.GoogleAuthError) as exc:
             where = c.credentials_file or "Application Default Credentials"
             raise SttError(f"no usable Google credentials ({where}): {exc}") from None
