@@ -118,9 +118,14 @@ class AnalyticsService:
 
     def _call(self, call_id: str, session_id: str) -> CallAnalytics:
         call = self.live.get(session_id) or self.ended.get(session_id)
-        if call is None:  # a final before session_started (another application) or after ENDED_KEPT calls
-            call = self.live[session_id] = CallAnalytics(call_id, session_id)
+        if call is None:  # a late final of a call ended ENDED_KEPT calls ago: tallied, never snapshotted
+            call = self.ended[session_id] = CallAnalytics(call_id, session_id)
+            self._trim_ended()
         return call
+
+    def _trim_ended(self) -> None:
+        while len(self.ended) > ENDED_KEPT:
+            self.ended.popitem(last=False)
 
     # --- the bus side: sessions start and end -----------------------------------------------------------------
     def _on_bus_event(self, event: Event) -> None:
@@ -132,8 +137,7 @@ class AnalyticsService:
             if call is None:
                 return
             self.ended[event.session_id] = call
-            while len(self.ended) > ENDED_KEPT:
-                self.ended.popitem(last=False)
+            self._trim_ended()
             if call.utterances and self.config.enabled:
                 # next loop turn: every subscriber gets session_ended before the final snapshot
                 asyncio.get_running_loop().call_soon(self._publish_snapshot, call, True)

@@ -220,6 +220,8 @@ class SttService:
         session.ended, session.folder, session.leg_files = True, Path(folder), dict(leg_files)
         for leg in session.legs:
             leg.close()
+        if self._waiting:  # its legs no longer wait for a live slot (and must not be held by the queue)
+            self._waiting = deque(leg for leg in self._waiting if leg.waiting_for_slot)
         never_ran = all(leg.provider is None for leg in session.legs)  # STT off or no provider running
         if self.plan is None or not self.plan.enabled or self._state == "closed" or never_ran:
             self._sessions.pop(session_id, None)

@@ -123,6 +123,16 @@ async def test_snapshots_on_the_interval_and_a_final_one(rig: Any) -> None:
     assert r.of(KeywordDetected)[-1].session_id == "s1" and r.service.stats()["live_calls"] == 1  # "quiet"
 
 
+async def test_a_final_of_a_forgotten_call_is_scored_but_never_snapshotted(rig: Any) -> None:
+    """A post-call job finishing after hundreds of other calls ended: its call's tallies are gone; the final is
+    still enriched and announced, and no live call appears for it."""
+    r = rig(keywords=["refund"], snapshot_interval_s=0.05)
+    r.say("my refund came, thank you", sid="long-gone")
+    assert r.of(KeywordDetected)[-1].session_id == "long-gone" and r.of(SentimentUpdate)[-1].label == "positive"
+    await asyncio.sleep(0.2)
+    assert r.of(AnalyticsSnapshot) == [] and r.service.stats()["live_calls"] == 0
+
+
 async def test_reload_changes_keywords_and_interval_and_disabled_passes_everything(rig: Any) -> None:
     r = rig(keywords=["refund"], snapshot_interval_s=3600)
     r.start_session()

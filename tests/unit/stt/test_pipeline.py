@@ -236,6 +236,17 @@ async def test_a_leg_whose_call_ended_is_not_promoted(harness: Factory) -> None:
     assert h.service.stats()["legs_promoted"] == 1
 
 
+async def test_ended_calls_leave_the_capacity_queue(harness: Factory) -> None:
+    h = await harness({"provider": "tone", "max_concurrent": 1})
+    live = h.open(0, session="s1")
+    waiting = [h.open(0, session=f"w{n}") for n in range(3)]
+    for n, leg in enumerate(waiting):
+        leg.close()
+        h.service.session_ended(call_id=f"call-w{n}", session_id=f"w{n}", folder=h.folder / f"w{n}", leg_files={})
+    assert len(h.service._waiting) == 0  # nothing holds their transcribers once their calls ended
+    live.close()
+
+
 async def test_a_folder_is_busy_until_its_transcript_is_written(harness: Factory) -> None:
     """busy_folders() (what a GDPR erase waits for) holds the session's folder from the end of the call, while
     its post-call job runs, until transcript.json is written."""
