@@ -34,7 +34,8 @@ CALL = FIXTURES / "audio" / "call"
 RATE = 8000
 PTIME_MS = 20
 SAMPLES_PER_PACKET = RATE * PTIME_MS // 1000
-RTP_RANGE = (42000, 42999)
+RTP_RANGE = (24000, 24999)  # below the ephemeral range (32768-60999): no socket of the run (the server's SIP port
+# is port 0) can sit in it and break the contiguous ports sipp's replay assumes (first answer port + 2)
 SSRCS = (0x5EED0001, 0x5EED0002)  # agent, customer
 CAPTURE_PORT = 40000  # any even port: sipp keeps only the offsets (0 and 2) from the lowest one
 MARGIN_MS = 600  # after the last packet leaves sipp, before the BYE

@@ -38,7 +38,7 @@ CALL = FIXTURES / "audio" / "call"
 RATE = 8000
 PTIME_MS = 20
 SAMPLES_PER_PACKET = RATE * PTIME_MS // 1000
-RTP_RANGE = (43000, 43999)
+RTP_RANGE = (25000, 25999)  # below the ephemeral range, as in test_media_sipp.py
 CAPTURE_PORT = 40000
 MARGIN_MS = (
     1500  # after the last packet, before the BYE: the last utterance's final comes at its end of speech
