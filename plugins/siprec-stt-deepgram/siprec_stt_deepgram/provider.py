@@ -76,10 +76,8 @@ class DeepgramProvider:
             model=c.model, language=params.language, sample_rate=params.sample_rate, partials=params.partials,
             punctuate=c.punctuate, smart_format=c.smart_format, endpointing_ms=c.endpointing_ms,
         )  # fmt: skip
-        return DeepgramStream(
-            self._http, stream_url(c.url), query, self._headers, params, keepalive_s=c.keepalive_s,
-            connect_timeout_s=c.connect_timeout_s,
-        )  # fmt: skip
+        # the connection time-out is the session's (sock_connect = connect_timeout_s)
+        return DeepgramStream(self._http, stream_url(c.url), query, self._headers, params, keepalive_s=c.keepalive_s)
 
     async def transcribe_file(self, path: Path, *, language: str) -> Sequence[Transcript]:
         if self._http is None:

@@ -9,51 +9,40 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import json
 from collections import deque
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-import soundfile
 from aiohttp import web
 
-from siprec.config import Config
-from siprec.events.types import Event, TranscriptEvent
-from siprec.stt.pipeline import SttService
-from siprec.stt.provider import StreamParams, SttError, Transcript
-from siprec.stt.registry import ProviderRegistry
+from siprec.stt.provider import SttError
+from tests.plugins.cloud_audio import (
+    ONSET,
+    PAD_S,
+    RATE,
+    check_pipeline,
+    check_post_call_file,
+    clip,
+    collect,
+    feed,
+    params,
+    require_audio,
+    sentence,
+)
 from tests.plugins.deepgram.fake_deepgram import FakeDeepgram
-from tests.support import FIXTURES, require
+from tests.support import require
 
 if importlib.util.find_spec("siprec_stt_deepgram") is not None:
     from siprec_stt_deepgram import DeepgramConfig, DeepgramProvider
-
-PIPER = FIXTURES / "audio" / "piper"
-SENTENCES = FIXTURES / "audio" / "sentences.json"
-RATE = 8000
-BLOCK = 160
-PAD_S = 0.3  # digital silence at each end of a piper clip
-ONSET = 0.06  # the fake finds speech on a 20 ms grid, a frame or two into the clip
 
 
 @pytest.fixture(autouse=True)
 def _plugin() -> None:
     require(importlib.util.find_spec("siprec_stt_deepgram") is not None,
             "the deepgram plugin (pip install -e plugins/siprec-stt-deepgram)")  # fmt: skip
-    require((PIPER / "s01.wav").is_file() and SENTENCES.is_file(), f"audio fixtures in {PIPER}")
-
-
-def sentence(n: int) -> str:
-    return next(s["text"] for s in json.loads(SENTENCES.read_text())["sentences"] if s["id"] == f"s{n:02d}")
-
-
-def clip(n: int) -> np.ndarray:
-    data, rate = soundfile.read(str(PIPER / f"s{n:02d}.wav"), dtype="int16")
-    assert rate == RATE
-    return data
+    require_audio()
 
 
 @pytest.fixture
@@ -74,20 +63,6 @@ async def started(url: str, **options: Any) -> DeepgramProvider:
     provider = DeepgramProvider(DeepgramConfig(url=url, api_key=options.pop("api_key", "dg-test-key"), **options))
     await provider.start()
     return provider
-
-
-def params(partials: bool = True) -> StreamParams:
-    return StreamParams(sample_rate=RATE, language="en-US", partials=partials, call_id="c1", stream_label="1")
-
-
-async def feed(stream: Any, pcm: np.ndarray, start: float) -> None:
-    for i in range(0, len(pcm), BLOCK):
-        stream.feed(pcm[i : i + BLOCK], start + i / RATE)
-    await asyncio.sleep(0)
-
-
-async def collect(stream: Any) -> list[Transcript]:
-    return [r async for r in stream]
 
 
 async def test_start_checks_the_key(fake: tuple[FakeDeepgram, str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -207,44 +182,11 @@ async def test_a_refused_stream_fails_with_the_status(fake: tuple[FakeDeepgram, 
 async def test_post_call_file(fake: tuple[FakeDeepgram, str], tmp_path: Path) -> None:
     server, url = fake
     server.texts = deque([sentence(4), sentence(5)])
-    path = tmp_path / "leg.wav"
-    first = clip(4)
-    soundfile.write(str(path), np.concatenate([first, clip(5)]), RATE, subtype="PCM_16")
-    provider = await started(url)
-    try:
-        results = await provider.transcribe_file(path, language="en-US")
-    finally:
-        await provider.close()
-    assert [r.text for r in results] == [sentence(4), sentence(5)] and all(r.is_final for r in results)
-    assert results[0].start == pytest.approx(PAD_S, abs=ONSET)
-    assert results[1].start == pytest.approx(len(first) / RATE + PAD_S, abs=ONSET)
+    await check_post_call_file(await started(url), tmp_path)
     assert server.uploads[0]["query"]["utterances"] == "true" and server.uploads[0]["rate"] == RATE
 
 
 async def test_the_stt_pipeline_on_deepgram(fake: tuple[FakeDeepgram, str], tmp_path: Path) -> None:
-    """stt.provider deepgram with its stt.deepgram section, found by its entry point: live finals with the leg's
-    speaker, then transcript.json."""
     server, url = fake
     server.texts = deque([sentence(1)])
-    config = Config.model_validate(
-        {"stt": {"provider": "deepgram", "partials": False, "deepgram": {"url": url, "api_key": "dg-test-key",
-                                                                  "endpointing_ms": 1000}}}
-    )
-    events: list[Event] = []
-    service = SttService(config, events.append, ProviderRegistry())
-    await service.start()
-    try:
-        leg = service.open_leg(
-            call_id="call-1", session_id="s1", leg_index=0, stream_label="1", speaker_label="Agent",
-            participant_id="p1", sample_rate=RATE, paused=lambda: False,
-        )  # fmt: skip
-        await feed(leg, clip(1), 2.0)
-        leg.close()
-        service.session_ended(call_id="call-1", session_id="s1", folder=tmp_path, leg_files={})
-        await asyncio.wait_for(service.wait_idle(), 20)
-    finally:
-        await service.close()
-    finals = [e for e in events if isinstance(e, TranscriptEvent) and e.is_final]
-    assert [(e.text, e.provider, e.speaker_label) for e in finals] == [(sentence(1), "deepgram", "Agent")]
-    assert finals[0].start == pytest.approx(2.0 + PAD_S, abs=ONSET)
-    assert json.loads((tmp_path / "transcript.json").read_text())["segments"][0]["text"] == sentence(1)
+    await check_pipeline("deepgram", {"url": url, "api_key": "dg-test-key", "endpointing_ms": 1000}, tmp_path)
